@@ -1,0 +1,136 @@
+"""Frozen hyperparameter dataclasses: defaults in code, overridden by a TOML file, then by flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stransfer.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def param(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field with its allowed range, checked wherever the value comes from."""
+    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices}
+    return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return f"a list of {_PLURALS.get(typing.get_args(tp)[0], 'values')}"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Return `value` as type `tp`, or raise TypeError; only lossless conversions are made."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        item_type = typing.get_args(tp)[0]
+        if isinstance(value, str):  # a flag gives "relu1_2,relu2_2"
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return tuple(_coerce(v, item_type) for v in value)
+    if origin in (types.UnionType, typing.Union):  # `float | None`
+        if value is None:
+            return None
+        return _coerce(value, next(a for a in typing.get_args(tp) if a is not type(None)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    raise TypeError
+
+
+def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str) -> None:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if item is None:
+            continue
+        if "choices" in meta and item not in meta["choices"]:
+            allowed = ", ".join(meta["choices"])
+            raise ConfigError(f"{where}: '{name}' must be one of {allowed} (got {item!r})")
+        if "ge" in meta and item < meta["ge"]:
+            raise ConfigError(f"{where}: '{name}' must be >= {meta['ge']} (got {item})")
+        if "gt" in meta and item <= meta["gt"]:
+            raise ConfigError(f"{where}: '{name}' must be > {meta['gt']} (got {item})")
+        if "le" in meta and item > meta["le"]:
+            raise ConfigError(f"{where}: '{name}' must be <= {meta['le']} (got {item})")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+
+
+def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
+    """Defaults of `cls`, then the keys of `toml_path`, then `overrides` (flags; None means "not given")."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def take(key: str, value: Any, where: str) -> None:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+        try:
+            values[key] = _coerce(value, hints[key])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: '{key}' must be {_type_name(hints[key])} (got {value!r})"
+            ) from None
+        sources[key] = where
+
+    if toml_path is not None:
+        for key, value in read_toml(toml_path).items():
+            take(key, value, str(toml_path))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            take(key, value, "--" + key.replace("_", "-"))
+
+    for key, value in values.items():
+        _check_range(key, value, fields[key].metadata, sources[key])
+    return cls(**values)
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """The config as plain TOML/JSON-friendly values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

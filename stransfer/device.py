@@ -1,0 +1,90 @@
+"""The device manager: which device, which precision, how many threads, which seed."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from stransfer.errors import UsageError
+
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["fp32", "bf16"]
+DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how to compute; engines take device and precision only from here."""
+
+    device: torch.device
+    precision: str = "fp32"
+    seed: int | None = None
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """bf16 autocast for the forward passes when asked; fp32 otherwise."""
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator from the run's seed, so noise is the same on every device."""
+        g = torch.Generator()
+        g.manual_seed((self.seed if self.seed is not None else torch.initial_seed()) + offset)
+        return g
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (try --device cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: no Apple GPU (MPS) is available here (try --device cpu)")
+    if name not in DEVICE_NAMES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICE_NAMES)} (got {name!r})")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # CPU autocast runs bf16 everywhere (emulated on old CPUs: correct but slow); MPS has it from macOS 14.
+    return device.type in ("cpu", "mps")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+
+
+def make_runtime(
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    seed: int | None = None,
+) -> Runtime:
+    dev = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    if precision == "bf16" and not bf16_supported(dev):
+        raise UsageError(f"--precision bf16 is not supported on {dev.type} here (use fp32)")
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1 (got {threads})")
+        torch.set_num_threads(threads)
+    if seed is not None:
+        seed_everything(seed)
+    return Runtime(device=dev, precision=precision, seed=seed)

@@ -1,0 +1,184 @@
+"""The only module that knows pixel formats: load (EXIF, modes, alpha, 16-bit), resize, save atomically."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stransfer.errors import InputError, OutputError, UsageError
+from stransfer.fileio import atomic_write
+
+# Extension -> Pillow format name; the output format follows the output file's extension.
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+# 100 megapixels (10k x 10k): a decompression-bomb guard well above any photo people stylise.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+@dataclass
+class Picture:
+    """An image as the engines see it: RGB in [0, 1], shape (1, 3, H, W), with its alpha set aside."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1], or None when the image is opaque
+    notes: list[str] = field(default_factory=list)  # things the user should hear about, e.g. "first frame"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[-2], self.rgb.shape[-1]
+
+
+def _to_float_array(im: Image.Image) -> np.ndarray:
+    """Pixel values of a single-band or RGB(A) image scaled to [0, 1] as float32, shape (H, W, C)."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im, dtype=np.float32)
+        # Pillow reads 16-bit greyscale as I;16 or I: both hold 0..65535.
+        arr = arr / 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else arr / 255.0
+        return np.clip(arr, 0.0, 1.0)[..., None]
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        peak = float(arr.max(initial=0))
+        return np.clip(arr / peak if peak > 1 else arr, 0.0, 1.0)[..., None]
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def _decode(im: Image.Image) -> Picture:
+    notes: list[str] = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"animated image with {frames} frames: the first frame is used")
+        im.seek(0)
+    im.load()
+    im = ImageOps.exif_transpose(im)
+
+    has_alpha = "A" in im.getbands() or "transparency" in im.info
+    if im.mode.startswith("I") or im.mode == "F":
+        grey = _to_float_array(im)
+        rgb, alpha = np.repeat(grey, 3, axis=2), None
+    elif has_alpha:
+        rgba = _to_float_array(im.convert("RGBA"))
+        rgb, alpha = rgba[..., :3], rgba[..., 3:]
+        if alpha.min() >= 1.0:  # an alpha band that is fully opaque carries nothing worth keeping
+            alpha = None
+    else:
+        rgb, alpha = _to_float_array(im.convert("RGB")), None
+
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+    return Picture(to_tensor(rgb), None if alpha is None else to_tensor(alpha), notes)
+
+
+def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read any image Pillow can read; every failure is an InputError naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            # We check the pixel count ourselves, with the user's --max-pixels, instead of Pillow's fixed guard.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if w * h > max_pixels:
+                        raise InputError(
+                            f"{path}: {w}x{h} is {w * h:,} pixels, more than the limit of {max_pixels:,} "
+                            "(raise it with --max-pixels if you trust this file)"
+                        )
+                    if w < 1 or h < 1:
+                        raise InputError(f"{path}: image has no pixels ({w}x{h})")
+                    return _decode(im)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
+        # Pillow reports truncated and corrupt data through these.
+        raise InputError(f"{path}: cannot decode image ({e})") from None
+
+
+def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) scaled so the longer side is `long_side`, aspect ratio kept, each side at least 1."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize to (h, w), antialiased when shrinking, clamped back to [0, 1]."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    out = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0)
+
+
+def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
+    return resize(image, fit_long_side(image.shape[-2], image.shape[-1], long_side))
+
+
+def output_format(path: Path) -> str:
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SAVE_FORMATS))
+        raise UsageError(f"{path}: unknown output extension '{path.suffix}' (use one of {known})")
+    return fmt
+
+
+def check_writable(path: Path, overwrite: bool) -> None:
+    """Fail early (before minutes of compute) when `path` could not be written."""
+    output_format(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+
+
+def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    """(1, 3, H, W) in [0, 1] -> 8-bit Pillow image (RGBA when alpha is given)."""
+    planes = rgb
+    if alpha is not None:
+        planes = torch.cat([rgb, resize(alpha.to(rgb), tuple(rgb.shape[-2:]))], dim=1)
+    arr = planes.detach()[0].float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(arr), "RGBA" if alpha is not None else "RGB")
+
+
+def save_image(
+    rgb: torch.Tensor,
+    path: Path | str,
+    *,
+    alpha: torch.Tensor | None = None,
+    overwrite: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Write atomically (see fileio.atomic_write): no partial file is ever seen, nothing is clobbered unasked."""
+    path = Path(path)
+    fmt = output_format(path)
+    check_writable(path, overwrite)
+    image = to_pil(rgb, alpha if fmt in ALPHA_FORMATS else None)
+    options: dict[str, object] = {"PNG": {"compress_level": 6}, "JPEG": {"quality": quality},
+                                  "WEBP": {"quality": quality}, "TIFF": {"compression": "tiff_deflate"}}[fmt]
+    try:
+        with atomic_write(path, replace=overwrite) as f:
+            image.save(f, format=fmt, **options)
+    except FileExistsError:  # appeared while we computed: still never clobbered
+        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+    return path
