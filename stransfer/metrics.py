@@ -1,0 +1,43 @@
+"""The reference metric (../shared/FACTS.md): Gram style distance and relu3_3 content distance, on VGG16."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stransfer import losses
+from stransfer.backbone import VGGFeatures
+from stransfer.images import fit_long_side, resize
+
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+CONTENT_LAYER = "relu3_3"
+
+
+@dataclass(frozen=True)
+class Scores:
+    style: float  # style distance(output, style)
+    content: float  # content distance(output, content)
+    content_own_style: float  # style distance(content, style): where the output started from
+
+    @property
+    def style_ratio(self) -> float:
+        return self.style / self.content_own_style
+
+
+@torch.no_grad()
+def score(backbone: VGGFeatures, output: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> Scores:
+    """All three numbers at the output's own resolution, in fp32: the content resized to the output's exact
+    size, the style so its long side equals the output's long side (both bicubic)."""
+    h, w = output.shape[-2:]
+    content = resize(content.float(), (h, w))
+    style = resize(style.float(), fit_long_side(style.shape[-2], style.shape[-1], max(h, w)))
+    taps = set(STYLE_LAYERS) | {CONTENT_LAYER}
+    out_f, content_f, style_f = (backbone(x.float(), taps) for x in (output, content, style))
+
+    def style_distance(feats: dict[str, torch.Tensor]) -> float:
+        return sum(losses.relative_sq_error(losses.gram(feats[k]), losses.gram(style_f[k])).item()
+                   for k in STYLE_LAYERS) / len(STYLE_LAYERS)
+
+    content_d = losses.relative_sq_error(out_f[CONTENT_LAYER], content_f[CONTENT_LAYER]).item()
+    return Scores(style=style_distance(out_f), content=content_d, content_own_style=style_distance(content_f))
