@@ -1,0 +1,208 @@
+"""The `stransfer` command: parse flags, build a config and an engine, run it, save. No logic of its own."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stransfer import config as config_mod
+from stransfer import console, images, weights
+from stransfer.device import DEVICE_NAMES, PRECISIONS, make_runtime
+from stransfer.engines import ENGINES, EngineInputs
+from stransfer.errors import InputError, OutputError, StransferError, UsageError
+from stransfer.events import Event, Snapshot
+
+EXIT_CODES = (
+    "Exit codes: 0 every output written; 1 some input failed (the others were still written) or the run "
+    "could not finish (e.g. weights unavailable); 2 usage error (bad flag, config, style or model)."
+)
+
+app = typer.Typer(
+    help="Neural style transfer: Gatys (optimise pixels), Johnson (feed-forward), AdaIN (arbitrary style).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    epilog=EXIT_CODES,
+)
+weights_app = typer.Typer(help="Pretrained backbone weights: fetch them into the cache, list what is there.",
+                          no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+Method = enum.Enum("Method", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
+Device = enum.Enum("Device", {name: name for name in DEVICE_NAMES}, type=str)  # type: ignore[misc]
+Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+Arch = enum.Enum("Arch", {name: name for name in weights.SOURCES}, type=str)  # type: ignore[misc]
+Init = enum.Enum("Init", {n: n for n in ("content", "noise", "style")}, type=str)  # type: ignore[misc]
+Optimizer = enum.Enum("Optimizer", {n: n for n in ("lbfgs", "adam")}, type=str)  # type: ignore[misc]
+
+# Options shared by several commands, defined once.
+DeviceOpt = Annotated[Device, typer.Option(help="Where to compute.", rich_help_panel="Runtime")]
+PrecisionOpt = Annotated[Precision, typer.Option(
+    help="bf16 = autocast for the network passes where the device supports it.", rich_help_panel="Runtime")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice).",
+                                                rich_help_panel="Runtime")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed for reproducible results.", rich_help_panel="Runtime")]
+VggWeightsOpt = Annotated[Path | None, typer.Option(
+    "--vgg-weights", help="Backbone state dict to use instead of the cache ($STRANSFER_VGG_WEIGHTS).",
+    rich_help_panel="Runtime")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="TOML file of engine settings (see configs/); flags override it.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+
+
+def _engine_flags(**flags: Any) -> dict[str, Any]:
+    """Flags given on the command line (None = not given), enums reduced to their values."""
+    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in flags.items()}
+
+
+def _plan_outputs(contents: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """Pair each content image with its output path: `output` itself for one image and a file name,
+    else `output`/<stem>_<suffix>.png."""
+    as_file = output.suffix != "" and not output.is_dir()
+    if as_file:
+        images.output_format(output)
+        if len(contents) != 1:
+            raise UsageError(f"{len(contents)} content images need an output folder, not the file {output}")
+        return [(contents[0], output)]
+    return [(c, output / f"{c.stem}_{suffix}.png") for c in contents]
+
+
+@app.command(epilog=EXIT_CODES)
+def stylize(
+    content: Annotated[list[Path], typer.Argument(help="Content image(s).", show_default=False)],
+    style: Annotated[list[Path] | None, typer.Option("--style", "-s", help="Style image (repeatable).")] = None,
+    method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (one content image) or folder.")]
+    = Path("."),
+    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse inputs larger than this (decompression-bomb guard).")]
+    = images.DEFAULT_MAX_PIXELS,
+    content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.",
+                                                         rich_help_panel="Gatys")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.",
+                                                       rich_help_panel="Gatys")] = None,
+    tv_weight: Annotated[float | None, typer.Option(help="Weight of total variation (smoothness).",
+                                                    rich_help_panel="Gatys")] = None,
+    content_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu3_3.",
+                                                       rich_help_panel="Gatys")] = None,
+    style_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu1_2,relu2_2.",
+                                                     rich_help_panel="Gatys")] = None,
+    init: Annotated[Init | None, typer.Option(help="Starting image.", rich_help_panel="Gatys")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(rich_help_panel="Gatys")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Function evaluations.",
+                                                   rich_help_panel="Gatys")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
+                                                   rich_help_panel="Gatys")] = None,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["fp32"],
+    threads: ThreadsOpt = None,
+    seed: SeedOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Stylise content images with a style (gatys)."""
+    spec = ENGINES[method.value]
+    if size < 16:
+        raise UsageError(f"--size must be at least 16 pixels (got {size})")
+    runtime = make_runtime(device.value, precision.value, threads, seed)
+    cfg = config_mod.build(spec.config_type, config, _engine_flags(
+        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+        content_layers=content_layers, style_layers=style_layers, init=init, optimizer=optimizer,
+        iterations=iterations, save_every=save_every))
+    style = style or []
+    if spec.needs_style and not style:
+        raise UsageError(f"-m {spec.name} needs a style image: -s FILE")
+    try:
+        styles = [images.load_image(p, max_pixels).rgb for p in style]
+    except InputError as e:
+        raise UsageError(f"style {e}") from None
+    plan = _plan_outputs(content, output, "+".join(p.stem for p in style) + f"_{spec.name}")
+
+    written = failed = 0
+    with console.ProgressRenderer() as render:
+        engine = spec.build(cfg, runtime, EngineInputs(styles=styles, vgg_weights=vgg_weights, on_event=render))
+        for content_path, out_path in plan:
+            def on_event(event: Event, out_path: Path = out_path) -> None:
+                if isinstance(event, Snapshot):
+                    snap = out_path.with_name(f"{out_path.stem}_{event.step:04d}{out_path.suffix}")
+                    try:
+                        images.save_image(event.image, snap, overwrite=overwrite)
+                    except OutputError as e:
+                        console.warn(str(e))
+                else:
+                    render(event)
+            try:
+                images.check_writable(out_path, overwrite)
+                picture = images.load_image(content_path, max_pixels)
+                for message in picture.notes:
+                    console.note(f"{content_path}: {message}")
+                result = engine.stylize(images.resize_long_side(picture.rgb, size), on_event)
+                images.save_image(result, out_path, alpha=picture.alpha, overwrite=overwrite)
+            except (InputError, OutputError) as e:
+                console.error(str(e))
+                failed += 1
+                continue
+            finally:
+                render.finish("step:")
+            written += 1
+            console.stdout.print(str(out_path))
+    if len(plan) > 1:
+        console.stderr.print(f"{written} written, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@weights_app.command("fetch", epilog=EXIT_CODES)
+def weights_fetch(
+    arch: Annotated[Arch, typer.Option(help="Backbone architecture.")] = Arch["vgg16"],
+    force: Annotated[bool, typer.Option("--force", help="Fetch again even when the cache is verified.")] = False,
+) -> None:
+    """Download and verify backbone weights into the cache ($STRANSFER_HOME)."""
+    with console.ProgressRenderer() as render:
+        result = weights.fetch(arch.value, force=force, on_event=render)
+    if result.already_cached:
+        console.stdout.print(f"{arch.value}: already in the cache and verified: {result.path} "
+                             f"(from {result.source}); nothing to do")
+    else:
+        console.stdout.print(f"{arch.value}: fetched from {result.source}, verified, cached at {result.path}")
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Show which backbone weights are cached, where, and whether they verify."""
+    console.stdout.print(f"cache: {weights.stransfer_home()}")
+    for arch in weights.SOURCES:
+        entry = weights.cache_entry(arch)
+        if entry is None:
+            console.stdout.print(f"{arch}: not cached (stransfer weights fetch --arch {arch})")
+        else:
+            state = "verified" if entry.verified else "FAILS VERIFICATION (fetch again with --force)"
+            console.stdout.print(f"{arch}: {entry.path} {entry.size / 1e6:.1f} MB, {state}, from {entry.source}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error becomes one line on stderr and a documented exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="stransfer", standalone_mode=False)
+    except StransferError as e:
+        console.error(str(e))
+        code = e.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        code = 130
+    except Exception as e:  # noqa: BLE001
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # typer/click usage errors
+            console.error(f"{e.format_message()} (see --help)")
+            code = e.exit_code
+        elif os.environ.get("STRANSFER_DEBUG"):
+            raise
+        else:
+            console.error(f"internal error: {type(e).__name__}: {e} (set STRANSFER_DEBUG=1 for a traceback)")
+            code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,84 @@
+"""The Rich consoles, progress rendering of library events, and one-line error reporting."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from stransfer.events import Download, Event, Note, SourceFailed, Step
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """One line on stderr; soft_wrap keeps it one line whatever the terminal's width."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def note(message: str) -> None:
+    stderr.print(f"[dim]note:[/] {escape(message)}")
+
+
+def _format_losses(losses: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
+
+
+class ProgressRenderer:
+    """Turns library events into a Rich progress display on stderr (hidden when stderr is not a terminal)."""
+
+    def __init__(self, console: Console = stderr) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressRenderer:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.progress.__exit__(exc_type, exc, tb)
+
+    def _task(self, key: str, description: str, total: float | None) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, count="", info="")
+        return self.tasks[key]
+
+    def finish(self, key: str) -> None:
+        """Drop a finished task so the next run of the same key starts a fresh bar."""
+        task = self.tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Download):
+            task = self._task("download:" + event.label, event.label, event.total or None)
+            mb = f"{event.done / 1e6:.1f}/{event.total / 1e6:.1f} MB" if event.total else f"{event.done / 1e6:.1f} MB"
+            self.progress.update(task, completed=event.done, total=event.total or None, count=mb)
+        elif isinstance(event, Step):
+            key = "step:" + event.stage
+            task = self._task(key, event.stage or "optimising", event.total)
+            self.progress.update(task, completed=event.step, total=event.total,
+                                 count=f"{event.step}/{event.total}", info=_format_losses(event.losses))
+        elif isinstance(event, SourceFailed):
+            self.console.print(f"[yellow]source failed:[/] {escape(event.label)}: {escape(event.reason)}")
+        elif isinstance(event, Note):
+            self.console.print(f"[dim]note:[/] {escape(event.message)}")
