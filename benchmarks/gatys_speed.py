@@ -1,0 +1,68 @@
+"""Seconds per Gatys iteration (one forward + backward through VGG16 to relu4_3) at 256 and 512 px, fp32 and bf16.
+
+    python benchmarks/gatys_speed.py [--iterations 10] [--device auto] [--threads N]
+
+Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from stransfer import images, weights
+from stransfer.backbone import VGGFeatures
+from stransfer.device import bf16_supported, make_runtime
+from stransfer.engines.gatys import Gatys, GatysConfig
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def seconds_per_iteration(size: int, precision: str, iterations: int, device: str, backbone: VGGFeatures) -> float:
+    runtime = make_runtime(device, precision, seed=0)
+    content = images.resize_long_side(images.load_image(EXAMPLES / "tubingen.jpg").rgb, size)
+    style = images.load_image(EXAMPLES / "starry_night.jpg").rgb
+    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=2), runtime, backbone.to(runtime.device), [style])
+    engine.stylize(content)  # warm-up: style targets, allocator, oneDNN kernel selection
+    engine.config = dataclasses.replace(engine.config, iterations=iterations)
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    engine.stylize(content)
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iterations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    backbone = VGGFeatures("vgg16", deepest="relu4_3")
+    backbone.load_weights(weights.resolve("vgg16")[0])
+    device = make_runtime(args.device).device
+    print(f"# gatys speed: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"device {device}, {torch.get_num_threads()} threads, {args.iterations} iterations each")
+    print("| size (long side) | fp32 s/iter | bf16 s/iter | bf16 speed-up |")
+    print("|---|---|---|---|")
+    for size in (256, 512):
+        fp32 = seconds_per_iteration(size, "fp32", args.iterations, args.device, backbone)
+        if bf16_supported(device):
+            bf16 = seconds_per_iteration(size, "bf16", args.iterations, args.device, backbone)
+            print(f"| {size} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+        else:
+            print(f"| {size} | {fp32:.3f} | n/a | n/a |")
+
+
+if __name__ == "__main__":
+    main()

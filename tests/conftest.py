@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny images made on the fly, a random-weight VGG16, and an isolated weights cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stransfer.backbone import VGGFeatures
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the user's real cache, or picks up their weights override."""
+    home = tmp_path_factory.mktemp("stransfer-home")
+    monkeypatch.setenv("STRANSFER_HOME", str(home))
+    monkeypatch.delenv("STRANSFER_VGG_WEIGHTS", raising=False)
+    return home
+
+
+def gradient_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A small RGB picture with structure (gradients + a square + noise), so features are not trivial."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = x / max(width - 1, 1)
+    g = y / max(height - 1, 1)
+    b = ((x // 4 + y // 4) % 2).astype(np.float32) * 0.5
+    arr = np.stack([r, g, b], axis=2)
+    arr[height // 4: height // 2, width // 4: width // 2] = [0.9, 0.1, 0.2]
+    arr = np.clip(arr + rng.normal(0, 0.05, arr.shape), 0, 1)
+    return Image.fromarray((arr * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def make_image(tmp_path: Path):
+    """make_image("a.png", 40, 30) -> path of a freshly written structured image."""
+
+    def make(name: str, width: int = 48, height: int = 32, seed: int = 0, **save_options) -> Path:
+        path = tmp_path / name
+        gradient_image(width, height, seed).save(path, **save_options)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def random_vgg16() -> VGGFeatures:
+    torch.manual_seed(0)
+    return VGGFeatures("vgg16")
+
+
+@pytest.fixture(scope="session")
+def random_weights_file(tmp_path_factory: pytest.TempPathFactory, random_vgg16: VGGFeatures) -> Path:
+    """A features-only VGG16 state dict with random weights, in the cache's own format."""
+    path = tmp_path_factory.mktemp("weights") / "vgg16-random.pth"
+    torch.save({k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}, path)
+    return path
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A folder nobody can write to. Root ignores permission bits, so as root it is a read-only tmpfs mount."""
+    import os
+    import subprocess
+
+    path = tmp_path / "readonly"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        pytest.fail("running as root and cannot mount a read-only tmpfs to test a read-only folder")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from stransfer import weights
+from stransfer.cli import app, main
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and lines[0].startswith("error:")
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["stylize"], ["weights"], ["weights", "fetch"], ["weights", "list"]])
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_stylize_help_documents_exit_codes():
+    assert "Exit codes: 0" in CliRunner().invoke(app, ["stylize", "--help"]).output
+
+
+@pytest.fixture
+def tiny_run(make_image, random_weights_file):
+    """Arguments for a 32 px, 3-iteration Gatys run on a random-weight backbone."""
+    style = make_image("style.png", 40, 40, seed=7)
+    return ["-s", style, "--size", "32", "--iterations", "3", "--vgg-weights", random_weights_file,
+            "--device", "cpu"]
+
+
+def test_stylize_writes_one_output(capsys, make_image, tiny_run, tmp_path):
+    content = make_image("photo.jpg", 48, 32)
+    out = tmp_path / "result.png"
+    code, stdout, err = cli(capsys, "stylize", content, "-o", out, *tiny_run)
+    assert code == 0, err
+    assert stdout.strip() == str(out)
+    assert Image.open(out).size == (32, 21)
+
+
+def test_several_contents_go_to_a_folder_with_derived_names(capsys, make_image, tiny_run, tmp_path):
+    a, b = make_image("a.png"), make_image("b.png", seed=3)
+    code, _, err = cli(capsys, "stylize", a, b, "-o", tmp_path / "outs", *tiny_run)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "outs").iterdir()) == ["a_style_gatys.png", "b_style_gatys.png"]
+
+
+def test_transparent_content_keeps_its_alpha(capsys, tmp_path, tiny_run):
+    im = Image.new("RGBA", (40, 40), (200, 30, 30, 255))
+    im.paste((0, 0, 0, 0), (0, 0, 20, 40))
+    src = tmp_path / "logo.png"
+    im.save(src)
+    code, _, err = cli(capsys, "stylize", src, "-o", tmp_path / "logo_out.png", *tiny_run)
+    assert code == 0, err
+    out = Image.open(tmp_path / "logo_out.png")
+    assert out.mode == "RGBA" and out.getpixel((2, 16))[3] == 0 and out.getpixel((30, 16))[3] == 255
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "not_image", "truncated"])
+def test_bad_content_is_one_line_exit_1_no_output(capsys, tmp_path, make_image, tiny_run, case):
+    if case == "missing":
+        content = tmp_path / "nope.jpg"
+    elif case == "directory":
+        content = tmp_path
+    elif case == "not_image":
+        content = tmp_path / "readme.png"
+        content.write_text("hello")
+    else:
+        data = make_image("whole.jpg", 64, 64).read_bytes()
+        content = tmp_path / "cut.jpg"
+        content.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out" / "x.png"
+    code, _, err = cli(capsys, "stylize", content, "-o", out, *tiny_run)
+    assert code == 1
+    assert str(content) in one_error_line(err)
+    assert not out.exists()
+
+
+def test_read_only_output_folder(capsys, make_image, tiny_run, read_only_dir):
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", read_only_dir / "x.png", *tiny_run)
+    assert code == 1
+    assert "cannot write" in one_error_line(err)
+    assert list(read_only_dir.iterdir()) == []
+
+
+def test_one_bad_file_does_not_stop_the_others(capsys, make_image, tiny_run, tmp_path):
+    good = make_image("good.png")
+    code, _, err = cli(capsys, "stylize", tmp_path / "missing.png", good, "-o", tmp_path / "outs", *tiny_run)
+    assert code == 1
+    assert (tmp_path / "outs" / "good_style_gatys.png").exists()
+    assert "1 written, 1 failed" in err
+
+
+def test_existing_output_is_not_overwritten(capsys, make_image, tiny_run, tmp_path):
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"mine")
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", out, *tiny_run)
+    assert code == 1 and "--overwrite" in one_error_line(err)
+    assert out.read_bytes() == b"mine"
+    code, _, _ = cli(capsys, "stylize", make_image("c.png"), "-o", out, "--overwrite", *tiny_run)
+    assert code == 0 and Image.open(out).size == (32, 21)
+
+
+@pytest.mark.parametrize("extra,pattern", [
+    (["--bogus"], "No such option"),
+    (["--iterations", "0"], "'iterations' must be >= 1"),
+    (["--precision", "fp8"], "fp8"),
+    (["--size", "4"], "--size"),
+    (["--content-layers", "relu9_1"], "relu9_1"),
+])
+def test_usage_errors_exit_2_with_one_line(capsys, make_image, tiny_run, tmp_path, extra, pattern):
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", tmp_path / "o.png", *tiny_run, *extra)
+    assert code == 2
+    assert pattern in one_error_line(err)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_config_file_errors_name_key_and_file(capsys, make_image, tiny_run, tmp_path):
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text("style_wieght = 2\n")
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "--config", cfg, *tiny_run)
+    assert code == 2
+    line = one_error_line(err)
+    assert "mine.toml" in line and "style_wieght" in line
+
+
+def test_missing_or_broken_style_is_a_usage_error(capsys, make_image, random_weights_file, tmp_path):
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "--vgg-weights", random_weights_file)
+    assert code == 2 and "needs a style image" in one_error_line(err)
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-s", tmp_path / "nope.jpg")
+    assert code == 2 and "nope.jpg" in one_error_line(err)
+
+
+def test_weights_fetch_reports_every_source_when_none_works(capsys, monkeypatch):
+    dead = [weights.TorchvisionSource("http://127.0.0.1:9/vgg16-1234.pth", "1234")]
+    monkeypatch.setitem(weights.SOURCES, "vgg16", dead)
+    code, _, err = cli(capsys, "weights", "fetch")
+    assert code == 1
+    assert "torchvision (127.0.0.1:9)" in err.strip().splitlines()[-1]
+
+
+def test_weights_list_shows_the_cache(capsys, isolated_home):
+    code, out, _ = cli(capsys, "weights", "list")
+    assert code == 0
+    assert str(isolated_home) in out and "vgg16: not cached" in out

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from stransfer import config
+from stransfer.engines import ENGINES
+from stransfer.errors import ConfigError
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_shipped_toml_states_the_built_in_defaults(name):
+    """configs/<engine>.toml documents the defaults; it must never drift from the dataclass."""
+    spec = ENGINES[name]
+    path = REPO / "configs" / f"{name}.toml"
+    assert config.build(spec.config_type, path) == spec.config_type()
+    assert set(tomllib.loads(path.read_text())) == set(config.as_dict(spec.config_type()))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_then_flags_override_defaults(tmp_path):
+    cfg_type = ENGINES["gatys"].config_type
+    path = write(tmp_path, 'style_weight = 7\nstyle_layers = ["relu1_1", "relu2_1"]\n')
+    cfg = config.build(cfg_type, path, {"style_weight": 2.5, "iterations": None})
+    assert cfg.style_weight == 2.5  # the flag wins over the file
+    assert cfg.style_layers == ("relu1_1", "relu2_1")
+    assert cfg.iterations == cfg_type().iterations  # None = flag not given
+    assert config.build(cfg_type, None, {"content_layers": "relu2_2, relu3_3"}).content_layers == (
+        "relu2_2", "relu3_3")
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("styel_weight = 3\n", r"c\.toml: unknown key 'styel_weight'"),
+    ('iterations = "many"\n', r"c\.toml: 'iterations' must be an integer"),
+    ("iterations = 2.5\n", r"'iterations' must be an integer"),
+    ("style_weight = true\n", r"'style_weight' must be a number"),
+    ("style_weight = -1\n", r"c\.toml: 'style_weight' must be >= 0"),
+    ("iterations = 0\n", r"'iterations' must be >= 1"),
+    ('optimizer = "sgd"\n', r"'optimizer' must be one of lbfgs, adam"),
+    ("style_layers = 3\n", r"'style_layers' must be a list of strings"),
+    ("this is = not toml", r"not valid TOML"),
+])
+def test_bad_toml_names_key_and_file(tmp_path, text, pattern):
+    with pytest.raises(ConfigError, match=pattern) as err:
+        config.build(ENGINES["gatys"].config_type, write(tmp_path, text))
+    assert "\n" not in str(err.value)
+
+
+def test_bad_flag_value_names_the_flag():
+    with pytest.raises(ConfigError, match=r"--tv-weight: 'tv_weight' must be >= 0"):
+        config.build(ENGINES["gatys"].config_type, None, {"tv_weight": -0.5})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.build(ENGINES["gatys"].config_type, tmp_path / "nope.toml")

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stransfer.device import make_runtime, resolve_device
+from stransfer.errors import UsageError
+
+
+def test_cpu_runtime_fp32_autocast_is_a_no_op():
+    rt = make_runtime("cpu", "fp32")
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with rt.autocast():
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.float32
+
+
+def test_bf16_autocasts_convolutions_on_cpu():
+    rt = make_runtime("cpu", "bf16")
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with rt.autocast():
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
+
+
+def test_auto_picks_an_available_device():
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_cuda_is_a_usage_error():
+    with pytest.raises(UsageError, match="no CUDA device"):
+        make_runtime("cuda")
+
+
+def test_bad_values_are_usage_errors():
+    with pytest.raises(UsageError):
+        make_runtime("cpu", "fp8")
+    with pytest.raises(UsageError):
+        make_runtime("cpu", threads=0)
+
+
+def test_seed_makes_generators_repeat():
+    a = torch.rand(4, generator=make_runtime("cpu", seed=3).generator())
+    b = torch.rand(4, generator=make_runtime("cpu", seed=3).generator())
+    c = torch.rand(4, generator=make_runtime("cpu", seed=4).generator())
+    assert torch.equal(a, b) and not torch.equal(a, c)

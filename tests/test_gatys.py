@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from stransfer.device import make_runtime
+from stransfer.engines import ENGINES, EngineInputs
+from stransfer.engines.gatys import Gatys, GatysConfig
+from stransfer.events import Snapshot, Step
+
+
+def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, h // 8, w // 8, generator=g)
+    return torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def run(random_vgg16, seed=0, precision="fp32", **overrides):
+    cfg = dataclasses.replace(GatysConfig(), iterations=20, **overrides)
+    engine = Gatys(cfg, make_runtime("cpu", precision, seed=seed), random_vgg16, [structured(1, 40, 40)])
+    events = []
+    out = engine.stylize(structured(2), events.append)
+    return out, [e for e in events if isinstance(e, Step)], events
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_falls_on_a_random_weight_backbone(random_vgg16, optimizer):
+    out, steps, _ = run(random_vgg16, optimizer=optimizer, learning_rate=0.05)
+    assert out.shape == (1, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+    assert len(steps) == 20 and steps[-1].step == 20
+    assert steps[-1].losses["total"] < 0.5 * steps[0].losses["total"]
+    assert steps[-1].losses["style"] < steps[0].losses["style"]
+
+
+def test_same_seed_same_pixels_noise_init(random_vgg16):
+    a, _, _ = run(random_vgg16, seed=5, init="noise")
+    b, _, _ = run(random_vgg16, seed=5, init="noise")
+    c, _, _ = run(random_vgg16, seed=6, init="noise")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_save_every_emits_snapshots(random_vgg16):
+    _, _, events = run(random_vgg16, save_every=8)
+    assert [e.step for e in events if isinstance(e, Snapshot)] == [8, 16]
+
+
+def test_bf16_path_runs_and_lowers_the_loss(random_vgg16):
+    _, steps, _ = run(random_vgg16, precision="bf16")
+    assert steps[-1].losses["total"] < steps[0].losses["total"]
+
+
+def test_style_targets_are_computed_once_per_size(random_vgg16):
+    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=2), make_runtime("cpu"), random_vgg16,
+                   [structured(1)])
+    first = engine.style_targets((32, 32))
+    assert engine.style_targets((32, 32)) is first
+    assert engine.style_targets((32, 48)) is not first
+
+
+def test_registry_builds_gatys_from_a_weights_file(random_weights_file):
+    spec = ENGINES["gatys"]
+    engine = spec.build(dataclasses.replace(GatysConfig(), iterations=2), make_runtime("cpu"),
+                        EngineInputs(styles=[structured(1)], vgg_weights=random_weights_file))
+    assert engine.backbone.deepest == "relu4_3"  # nothing past the deepest tap is built
+    assert engine.stylize(structured(3, 16, 24)).shape == (1, 3, 16, 24)
