@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import sys
@@ -12,6 +13,7 @@ import typer
 
 from stransfer import config as config_mod
 from stransfer import console, images, weights
+from stransfer import train as training
 from stransfer.device import DEVICE_NAMES, PRECISIONS, make_runtime
 from stransfer.engines import ENGINES, EngineInputs
 from stransfer.errors import InputError, OutputError, StransferError, UsageError
@@ -32,6 +34,9 @@ app = typer.Typer(
 weights_app = typer.Typer(help="Pretrained backbone weights: fetch them into the cache, list what is there.",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+train_app = typer.Typer(help="Train the feed-forward engines: a Johnson network per style, the AdaIN decoder.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 Method = enum.Enum("Method", {name: name for name in ENGINES}, type=str)  # type: ignore[misc]
 Device = enum.Enum("Device", {name: name for name in DEVICE_NAMES}, type=str)  # type: ignore[misc]
@@ -55,9 +60,15 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 
 
-def _engine_flags(**flags: Any) -> dict[str, Any]:
-    """Flags given on the command line (None = not given), enums reduced to their values."""
-    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in flags.items()}
+def _engine_flags(config_type: type, method: str, **flags: Any) -> dict[str, Any]:
+    """Flags given on the command line (None = not given), enums reduced to their values; a flag that
+    belongs to another engine is a usage error rather than silently ignored."""
+    given = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in flags.items() if v is not None}
+    known = {f.name for f in dataclasses.fields(config_type)}
+    for key in given:
+        if key not in known:
+            raise UsageError(f"--{key.replace('_', '-')} does not apply to -m {method}")
+    return given
 
 
 def _plan_outputs(contents: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
@@ -100,21 +111,27 @@ def stylize(
                                                    rich_help_panel="Gatys")] = None,
     save_every: Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
                                                    rich_help_panel="Gatys")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel="Johnson / AdaIN")]
+    = None,
+    alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style.",
+                                                rich_help_panel="Johnson / AdaIN")] = None,
     device: DeviceOpt = Device["auto"],
     precision: PrecisionOpt = Precision["fp32"],
     threads: ThreadsOpt = None,
     seed: SeedOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Stylise content images with a style (gatys)."""
+    """Stylise content images: with style images (gatys, adain) or a trained model (johnson)."""
     spec = ENGINES[method.value]
     if size < 16:
         raise UsageError(f"--size must be at least 16 pixels (got {size})")
     runtime = make_runtime(device.value, precision.value, threads, seed)
     cfg = config_mod.build(spec.config_type, config, _engine_flags(
-        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        content_layers=content_layers, style_layers=style_layers, init=init, optimizer=optimizer,
-        iterations=iterations, save_every=save_every))
+        spec.config_type, spec.name, content_weight=content_weight, style_weight=style_weight,
+        tv_weight=tv_weight, content_layers=content_layers, style_layers=style_layers, init=init,
+        optimizer=optimizer, iterations=iterations, save_every=save_every, model=model,
+        alpha=alpha))
     style = style or []
     if spec.needs_style and not style:
         raise UsageError(f"-m {spec.name} needs a style image: -s FILE")
@@ -122,11 +139,12 @@ def stylize(
         styles = [images.load_image(p, max_pixels).rgb for p in style]
     except InputError as e:
         raise UsageError(f"style {e}") from None
-    plan = _plan_outputs(content, output, "+".join(p.stem for p in style) + f"_{spec.name}")
 
     written = failed = 0
     with console.ProgressRenderer() as render:
-        engine = spec.build(cfg, runtime, EngineInputs(styles=styles, vgg_weights=vgg_weights, on_event=render))
+        engine = spec.build(cfg, runtime, EngineInputs(styles=styles, style_names=[p.stem for p in style],
+                                                       vgg_weights=vgg_weights, on_event=render))
+        plan = _plan_outputs(content, output, f"{engine.style_name}_{spec.name}")
         for content_path, out_path in plan:
             def on_event(event: Event, out_path: Path = out_path) -> None:
                 if isinstance(event, Snapshot):
@@ -183,6 +201,144 @@ def weights_list() -> None:
         else:
             state = "verified" if entry.verified else "FAILS VERIFICATION (fetch again with --force)"
             console.stdout.print(f"{arch}: {entry.path} {entry.size / 1e6:.1f} MB, {state}, from {entry.source}")
+
+
+RunDirOpt = Annotated[Path | None, typer.Option(
+    "--run-dir", help="Run folder: checkpoints, log.jsonl, previews (default runs/<task>-<name>).")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    "--resume", help="Continue the run in this folder from its last checkpoint; other inputs come from it.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Total optimiser steps (on --resume: extend to this).")]
+
+
+def _train(kind: str, run_dir: Path, resume: bool, steps: int | None, device: str | None, threads: int | None,
+           vgg_weights: Path | None) -> None:
+    with console.ProgressRenderer() as render:
+        result = training.run(run_dir, resume, render, steps=steps, device=device, threads=threads,
+                              vgg_weights=vgg_weights)
+    console.stdout.print(f"{kind}: {result.steps} steps in {result.seconds / 60:.1f} min; run folder {run_dir}")
+
+
+@train_app.command("johnson", epilog=EXIT_CODES)
+def train_johnson(
+    style: Annotated[Path | None, typer.Option("--style", "-s", help="Style image.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Folder of content photos (searched recursively).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file to write, e.g. weights/NAME.pth.")]
+    = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = None,
+    config: ConfigOpt = None,
+    steps: StepsOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
+    style_size: Annotated[int | None, typer.Option(help="Long side of the style image for its Grams.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    content_weight: Annotated[float | None, typer.Option()] = None,
+    style_weight: Annotated[float | None, typer.Option()] = None,
+    tv_weight: Annotated[float | None, typer.Option()] = None,
+    width: Annotated[int | None, typer.Option(help="Channels of the first layer (32 in the paper).")] = None,
+    residual_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 in the paper).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    preview_every: Annotated[int | None, typer.Option(help="Steps between preview sheets.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")] = None,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["fp32"],
+    threads: ThreadsOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Train a Johnson feed-forward network for one style (resumable)."""
+    if resume is not None:
+        _train("johnson", resume, True, steps, device.value if device.value != "auto" else None, threads,
+               vgg_weights)
+        return
+    if style is None or data is None or out is None:
+        raise UsageError("train johnson needs --style, --data and --out (or --resume RUN_DIR)")
+    if not style.is_file():
+        raise UsageError(f"style {style}: no such file")
+    if not data.is_dir():
+        raise UsageError(f"--data {data}: not a folder")
+    images.output_format(out.with_suffix(".png"))  # the model path itself only needs to be writable
+    cfg = config_mod.build(training.config_type("johnson"), config, _engine_flags(
+        training.config_type("johnson"), "johnson", steps=steps, batch_size=batch_size, image_size=image_size,
+        style_size=style_size, learning_rate=learning_rate, content_weight=content_weight,
+        style_weight=style_weight, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
+        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
+    if out.exists():
+        raise UsageError(f"{out} already exists: choose another --out or remove it")
+    run_dir = run_dir or Path("runs") / f"johnson-{style.stem}"
+    training.new_run("johnson", run_dir, cfg,
+                     {"style": str(style.resolve()), "data": str(data.resolve()), "out": str(out.resolve())},
+                     {"device": device.value, "precision": precision.value})
+    _train("johnson", run_dir, False, None, None, threads, vgg_weights)
+
+
+@train_app.command("adain", epilog=EXIT_CODES)
+def train_adain(
+    content_data: Annotated[Path | None, typer.Option(help="Folder of content photos (searched recursively).")]
+    = None,
+    style_data: Annotated[Path | None, typer.Option(help="Folder of artworks (searched recursively).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Decoder file to write, e.g. weights/NAME.pth.")]
+    = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = None,
+    config: ConfigOpt = None,
+    steps: StepsOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Content/style pairs per step.")] = None,
+    crop_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    lr_decay: Annotated[float | None, typer.Option(help="Inverse-time decay: lr / (1 + decay * step).")] = None,
+    content_weight: Annotated[float | None, typer.Option()] = None,
+    style_weight: Annotated[float | None, typer.Option()] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    preview_every: Annotated[int | None, typer.Option(help="Steps between preview sheets.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")] = None,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["fp32"],
+    threads: ThreadsOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Train the AdaIN decoder for this project's encoder (resumable)."""
+    if resume is not None:
+        _train("adain", resume, True, steps, device.value if device.value != "auto" else None, threads,
+               vgg_weights)
+        return
+    if content_data is None or style_data is None or out is None:
+        raise UsageError("train adain needs --content-data, --style-data and --out (or --resume RUN_DIR)")
+    for flag, folder in (("--content-data", content_data), ("--style-data", style_data)):
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {folder}: not a folder")
+    cfg_type = training.config_type("adain")
+    cfg = config_mod.build(cfg_type, config, _engine_flags(
+        cfg_type, "adain", steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate,
+        lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
+        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
+    if out.exists():
+        raise UsageError(f"{out} already exists: choose another --out or remove it")
+    run_dir = run_dir or Path("runs") / f"adain-{out.stem}"
+    training.new_run("adain", run_dir, cfg, {"content_data": str(content_data.resolve()),
+                                             "style_data": str(style_data.resolve()), "out": str(out.resolve())},
+                     {"device": device.value, "precision": precision.value})
+    _train("adain", run_dir, False, None, None, threads, vgg_weights)
+
+
+@app.command("models")
+def models_list() -> None:
+    """List the trained models that --model NAME finds, with their training record."""
+    found = False
+    for folder in weights.model_dirs():
+        for path in sorted(folder.glob("*.pth")) if folder.is_dir() else []:
+            found = True
+            try:
+                payload = weights.load_model(path, None)
+            except StransferError as e:
+                console.stdout.print(f"{path.stem}: unreadable ({e})")
+                continue
+            record = payload.get("record", {})
+            console.stdout.print(
+                f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; "
+                f"style {weights.style_thumbnail(payload.get('style_image', '-'))}; {payload.get('steps', '?')} steps, "
+                f"{record.get('wall_time_s', 0) / 60:.0f} min on {record.get('machine', '?')}")
+    if not found:
+        console.stdout.print("no trained models found in " + ", ".join(str(d) for d in weights.model_dirs()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -182,3 +182,18 @@ def save_image(
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
+
+
+def grid(rows: list[list[torch.Tensor]], height: int = 192, gap: int = 4) -> torch.Tensor:
+    """A contact sheet: each row's images scaled to `height`, laid left to right on a white background."""
+    scaled = [[resize(img.float().cpu(), (height, max(1, round(img.shape[-1] * height / img.shape[-2]))))
+               for img in row] for row in rows]
+    width = max(sum(img.shape[-1] for img in row) + gap * (len(row) - 1) for row in scaled)
+    sheet = torch.ones(1, 3, len(rows) * height + gap * (len(rows) - 1), width)
+    for r, row in enumerate(scaled):
+        x = 0
+        for img in row:
+            top = r * (height + gap)
+            sheet[..., top: top + height, x: x + img.shape[-1]] = img
+            x += img.shape[-1] + gap
+    return sheet

@@ -485,3 +485,69 @@ def resolve(arch: str = "vgg16", explicit: Path | str | None = None,
         return load_features_file(path, arch), str(path)
     result = fetch(arch, on_event=on_event)
     return load_features_file(result.path, arch), f"{result.path} (from {result.source})"
+
+
+# ----------------------------------------------------------------------------------------- model files
+
+MODEL_FORMAT = "stransfer-model"
+MODEL_FORMAT_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MODELS = REPO / "weights"
+
+
+def model_dirs() -> list[Path]:
+    """Where `--model NAME` looks: the repository's weights/ (a clone or editable install), then
+    $STRANSFER_HOME/models (where a user keeps models they trained or were given)."""
+    return [SHIPPED_MODELS, stransfer_home() / "models"]
+
+
+def find_model(name_or_path: str | Path) -> Path:
+    """A path as given, else NAME.pth in the model folders."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".pth" or path.exists() or len(path.parts) > 1:
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such model file")
+        return path
+    for folder in model_dirs():
+        candidate = folder / f"{name_or_path}.pth"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in model_dirs() if d.is_dir() for p in d.glob("*.pth")})
+    raise WeightsError(f"no model named '{name_or_path}' (known: {', '.join(known) or 'none'}; "
+                       f"or give a path to a .pth file)")
+
+
+def style_thumbnail(style_image: str) -> str:
+    """Where to look at a model's style: the shipped example image, when its licence let it ship."""
+    shipped = REPO / "examples" / Path(style_image).name
+    return str(shipped) if shipped.is_file() else f"{Path(style_image).name} (not shipped: licence unknown)"
+
+
+def save_model(path: Path, engine: str, state_dict: Mapping[str, torch.Tensor], **identity: Any) -> Path:
+    """A model file that rebuilds from itself: engine, format version, architecture, config, record."""
+    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "engine": engine,
+               **identity, "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
+    with atomic_write(path) as f:
+        torch.save(payload, f)
+    return path
+
+
+def load_model(path: Path, engine: str | None) -> dict[str, Any]:
+    """Read a model file with weights_only=True; refuse one for another engine (None: any) or format version."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such model file") from None
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise WeightsError(f"{path}: refused to load ({first})") from None
+    except Exception as e:  # noqa: BLE001 - truncated or damaged files raise many types
+        raise WeightsError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise WeightsError(f"{path}: not a stransfer model file")
+    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+        raise WeightsError(f"{path}: model format version {payload.get('format_version')} is not supported "
+                           f"(this stransfer reads version {MODEL_FORMAT_VERSION})")
+    if engine is not None and payload.get("engine") != engine:
+        raise WeightsError(f"{path}: is a model for the '{payload.get('engine')}' engine, not '{engine}'")
+    return payload

@@ -6,19 +6,24 @@ from pathlib import Path
 import pytest
 
 from stransfer import config
+from stransfer import train as training
 from stransfer.engines import ENGINES
 from stransfer.errors import ConfigError
 
 from conftest import REPO
 
 
-@pytest.mark.parametrize("name", sorted(ENGINES))
+CONFIG_FILES = {f"{name}.toml": spec.config_type for name, spec in ENGINES.items()} | {
+    f"train-{kind}.toml": training.config_type(kind) for kind in ("johnson", "adain")}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_FILES))
 def test_shipped_toml_states_the_built_in_defaults(name):
-    """configs/<engine>.toml documents the defaults; it must never drift from the dataclass."""
-    spec = ENGINES[name]
-    path = REPO / "configs" / f"{name}.toml"
-    assert config.build(spec.config_type, path) == spec.config_type()
-    assert set(tomllib.loads(path.read_text())) == set(config.as_dict(spec.config_type()))
+    """configs/*.toml document the defaults; they must never drift from the dataclasses."""
+    config_type = CONFIG_FILES[name]
+    path = REPO / "configs" / name
+    assert config.build(config_type, path) == config_type()
+    assert set(tomllib.loads(path.read_text())) == set(config.as_dict(config_type()))
 
 
 def write(tmp_path: Path, text: str) -> Path:

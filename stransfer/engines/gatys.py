@@ -49,11 +49,11 @@ class Gatys:
     name: ClassVar[str] = "gatys"
 
     def __init__(self, config: GatysConfig, runtime: Runtime, backbone: VGGFeatures,
-                 styles: list[torch.Tensor]) -> None:
+                 styles: list[torch.Tensor], style_name: str = "style") -> None:
         if not styles:
             raise ValueError("gatys needs a style image")
         self.config, self.runtime, self.backbone = config, runtime, backbone
-        self.styles = styles
+        self.styles, self.style_name = styles, style_name
         self._style_targets: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
 
     def style_targets(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -130,7 +130,7 @@ def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)
     state, _origin = resolve(config.backbone, inputs.vgg_weights, inputs.on_event)
     backbone.load_weights(state)
-    return Gatys(config, runtime, backbone.to(runtime.device), inputs.styles)
+    return Gatys(config, runtime, backbone.to(runtime.device), inputs.styles, "+".join(inputs.style_names))
 
 
 SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, needs_style=True,

@@ -1,0 +1,160 @@
+"""One training loop for the feed-forward engines: run folder, atomic checkpoints, JSONL log, previews, resume."""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from stransfer.config import param
+from stransfer.device import Runtime
+from stransfer.errors import UsageError, WeightsError
+from stransfer.events import EventCallback, Note, Step, ignore
+from stransfer.fileio import atomic_write
+from stransfer.images import save_image
+
+CHECKPOINT = "checkpoint.pth"
+LOG = "log.jsonl"
+RUN_RECORD = "run.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings every feed-forward trainer shares; the tasks extend this with their own."""
+
+    steps: int = param(2000, ge=1)
+    batch_size: int = param(4, ge=1)
+    learning_rate: float = param(1e-3, gt=0.0)
+    # Inverse-time decay, lr_t = lr / (1 + decay * t), as in Huang & Belongie; 0 keeps the rate constant.
+    lr_decay: float = param(0.0, ge=0.0)
+    checkpoint_every: int = param(100, ge=1)
+    log_every: int = param(10, ge=1)
+    preview_every: int = param(500, ge=1)
+    seed: int = param(0, ge=0)
+
+
+class Task(Protocol):
+    """What the loop needs from a trainer: the trainable module, batches, a loss, previews, a model file."""
+
+    name: str
+    model: nn.Module
+
+    def batch(self, step: int) -> Any: ...
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def preview(self) -> torch.Tensor: ...
+
+    def save(self, path: Path, steps: int, record: dict[str, Any]) -> None: ...
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    return cfg.learning_rate / (1.0 + cfg.lr_decay * step)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    """Drop log lines past the checkpoint we resume from: those steps run again, the curve continues."""
+    if not log.exists():
+        return
+    kept = [line for line in log.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    with atomic_write(log, "w") as f:
+        f.write("".join(line + "\n" for line in kept))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    final_losses: dict[str, float]
+
+
+def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Path | None,
+          on_event: EventCallback = ignore, resume: bool = False) -> TrainResult:
+    """Train `task.model` for cfg.steps, checkpointing into `run_dir`; on resume, continue from its checkpoint."""
+    model = task.model.to(runtime.device).train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    step, elapsed = 0, 0.0
+    checkpoint = run_dir / CHECKPOINT
+    if resume:
+        if not checkpoint.exists():
+            raise UsageError(f"{run_dir}: no {CHECKPOINT} to resume from")
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            _set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, EOFError) as e:
+            raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+        on_event(Note(f"resuming {task.name} at step {step} of {cfg.steps}"))
+        _truncate_log(run_dir / LOG, step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / LOG).unlink(missing_ok=True)
+
+    losses: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    with (run_dir / LOG).open("a") as log:
+        while step < cfg.steps:
+            start = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = _lr(cfg, step)
+            batch = task.batch(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss, losses = task.loss(batch)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            elapsed += time.perf_counter() - start
+            window_steps += 1
+            on_event(Step(step, cfg.steps, losses, stage=f"train {task.name}"))
+            if (step % cfg.log_every == 0 or step == cfg.steps):
+                rate = window_steps / max(time.perf_counter() - window_start, 1e-9)
+                log.write(json.dumps({"step": step, "lr": _lr(cfg, step - 1), "elapsed_s": round(elapsed, 2),
+                                      "steps_per_s": round(rate, 4), **losses}) + "\n")
+                log.flush()
+                window_start, window_steps = time.perf_counter(), 0
+            if (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                with atomic_write(checkpoint) as f:
+                    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                "elapsed": elapsed, "rng": _rng_state(), "task": task.name}, f)
+            if (step % cfg.preview_every == 0 or step == cfg.steps):
+                model.eval()
+                with torch.no_grad():
+                    sheet = task.preview()
+                model.train()
+                save_image(sheet, run_dir / f"preview_{step:06d}.png", overwrite=True)
+    model.eval()
+    record = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
+              "final_losses": {k: round(v, 5) for k, v in losses.items()}}
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    if out is not None:
+        task.save(out, step, record)
+    return TrainResult(step, elapsed, losses)

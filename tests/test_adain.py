@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from stransfer import losses, weights
+from stransfer.device import make_runtime
+from stransfer.engines import ENGINES, EngineInputs
+from stransfer.engines.adain import AdaIN, AdainConfig, Decoder, adain, decoder_layout, encoder_from
+
+
+def test_adain_moves_channel_statistics_to_the_style():
+    content = torch.randn(2, 8, 6, 6) * 3 + 1
+    mean, std = torch.rand(2, 8, 1, 1), torch.rand(2, 8, 1, 1) + 0.5
+    out_mean, out_std = losses.mean_std(adain(content, mean, std))
+    torch.testing.assert_close(out_mean, mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_std, std, atol=1e-3, rtol=1e-3)
+
+
+def test_adain_is_fp32_under_bf16():
+    content = torch.randn(1, 4, 5, 5).to(torch.bfloat16)
+    assert adain(content, torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)).dtype == torch.float32
+
+
+def test_decoder_mirrors_the_encoder():
+    assert decoder_layout("vgg16") == [256, "U", 256, 256, 128, "U", 128, 64, "U", 64, 3]
+    decoder = Decoder("vgg16")
+    assert decoder(torch.rand(1, 512, 4, 5)).shape == (1, 3, 32, 40)
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in decoder.modules()) == 8
+    assert sum(p.numel() for p in decoder.parameters()) * 4 < 20e6  # ships under 20 MB in fp32
+
+
+@pytest.fixture
+def tiny_adain(random_vgg16):
+    state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
+    torch.manual_seed(0)
+    return encoder_from("vgg16", state), Decoder("vgg16").eval()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 21), (64, 3)])
+def test_any_size_and_alpha_range(tiny_adain, size):
+    encoder, decoder = tiny_adain
+    engine = AdaIN(encoder, decoder, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=1.0)
+    out = engine.stylize(torch.rand(1, 3, *size))
+    assert out.shape == (1, 3, *size) and 0 <= out.min() and out.max() <= 1
+
+
+def test_alpha_zero_decodes_the_content_features(tiny_adain):
+    encoder, decoder = tiny_adain
+    content = torch.rand(1, 3, 32, 32)
+    a0 = AdaIN(encoder, decoder, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=0.0)
+    with torch.no_grad():
+        expected = decoder(encoder(content, ["relu4_1"])["relu4_1"]).clamp(0, 1)
+    torch.testing.assert_close(a0.stylize(content), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_registry_builds_from_a_decoder_file(tmp_path, random_weights_file):
+    decoder = Decoder("vgg16")
+    path = weights.save_model(tmp_path / "dec.pth", "adain", decoder.state_dict(), backbone="vgg16",
+                              encoder_layer="relu4_1", encoder_digest="x", train_config={}, steps=1, record={})
+    engine = ENGINES["adain"].build(AdainConfig(model=str(path)), make_runtime("cpu"),
+                                    EngineInputs(styles=[torch.rand(1, 3, 24, 24)], style_names=["s"],
+                                                 vgg_weights=random_weights_file))
+    assert engine.encoder.deepest == "relu4_1"
+    assert engine.stylize(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stransfer.engines.adain import load_decoder
+from stransfer.engines.johnson import load_transformer
+from stransfer.train.data import CropSampler, is_held_out, split
+
+from conftest import gradient_image
+from test_cli import cli, one_error_line
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        gradient_image(40 + 4 * i, 36, seed=i).save(folder / f"p{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")  # an unreadable file is skipped, not fatal
+    return folder
+
+
+@pytest.fixture
+def tiny_johnson_args(tmp_path, photo_folder, random_weights_file):
+    style = tmp_path / "style.png"
+    gradient_image(48, 48, seed=9).save(style)
+    toml = tmp_path / "tiny.toml"
+    toml.write_text("width = 4\nresidual_blocks = 1\nimage_size = 32\nstyle_size = 32\nbatch_size = 2\n"
+                    "log_every = 1\ncheckpoint_every = 4\npreview_every = 6\n")
+    return ["-s", style, "--data", photo_folder, "--config", toml, "--vgg-weights", random_weights_file,
+            "--device", "cpu", "--threads", "1"]
+
+
+def log_losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["total"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+
+
+def test_johnson_training_writes_run_folder_and_model(capsys, tmp_path, tiny_johnson_args):
+    run, out = tmp_path / "run", tmp_path / "model.pth"
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "6", "--run-dir", run, "-o", out)
+    assert code == 0, err
+    assert {"config.json", "checkpoint.pth", "log.jsonl", "run.json", "preview_000006.png"} <= {
+        p.name for p in run.iterdir()}
+    assert sorted(log_losses(run)) == [1, 2, 3, 4, 5, 6]
+    net, payload = load_transformer(out)
+    assert payload["style"] == "style" and payload["steps"] == 6 and payload["arch"] == {
+        "width": 4, "residual_blocks": 1}
+    assert payload["train_config"]["image_size"] == 32 and payload["record"]["wall_time_s"] > 0
+    assert net(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--run-dir", run, "-o", tmp_path / "m2.pth")
+    assert code == 2 and "already holds a training run" in one_error_line(err)
+
+
+def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_args):
+    """Kill -9 mid-run; the resumed run's losses equal those of an uninterrupted run, step for step."""
+    args = [sys.executable, "-m", "stransfer", "train", "johnson", *map(str, tiny_johnson_args), "--steps", "24"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run([*args, "--run-dir", str(whole), "-o", str(tmp_path / "whole.pth")], env=env, check=True,
+                   capture_output=True)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*args, "--run-dir", str(cut), "-o", str(tmp_path / "cut.pth")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (cut / "log.jsonl").exists() and max(log_losses(cut), default=0) >= 10:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(log_losses(cut))
+    assert killed_at < 24 and not (tmp_path / "cut.pth").exists()
+
+    subprocess.run([sys.executable, "-m", "stransfer", "train", "johnson", "--resume", str(cut), "--threads", "1",
+                    "--vgg-weights", str(tiny_johnson_args[7])], env=env, check=True, capture_output=True)
+    resumed, reference = log_losses(cut), log_losses(whole)
+    assert sorted(resumed) == list(range(1, 25))  # steps past the checkpoint were dropped, then redone
+    for step in range(1, 25):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-5), step
+    assert (tmp_path / "cut.pth").exists()
+
+
+def test_resume_needs_a_run_folder(capsys, tmp_path):
+    code, _, err = cli(capsys, "train", "johnson", "--resume", tmp_path)
+    assert code == 2 and "not a training run folder" in one_error_line(err)
+
+
+def test_adain_training_writes_a_decoder(capsys, tmp_path, photo_folder, random_weights_file):
+    run, out = tmp_path / "run", tmp_path / "decoder.pth"
+    code, _, err = cli(capsys, "train", "adain", "--content-data", photo_folder, "--style-data", photo_folder,
+                       "-o", out, "--run-dir", run, "--steps", "3", "--crop-size", "32", "--batch-size", "2",
+                       "--vgg-weights", random_weights_file, "--device", "cpu")
+    assert code == 0, err
+    decoder, payload = load_decoder(out)
+    assert payload["backbone"] == "vgg16" and payload["steps"] == 3 and len(payload["encoder_digest"]) == 64
+    assert (run / "preview_000003.png").exists()
+
+
+def test_batches_depend_only_on_seed_and_step(photo_folder):
+    files = sorted(photo_folder.glob("*.png"))
+    a = CropSampler(files, 24, seed=1).batch(7, 3)
+    b = CropSampler(files, 24, seed=1).batch(7, 3)
+    assert a.shape == (3, 3, 24, 24) and torch.equal(a, b)
+    assert not torch.equal(a, CropSampler(files, 24, seed=1).batch(8, 3))
+    assert not torch.equal(a, CropSampler(files, 24, seed=1, rank=1).batch(7, 3))
+
+
+def test_held_out_split_is_stable_and_disjoint():
+    files = [Path(f"img_{i}.jpg") for i in range(400)]
+    train, held = split(files)
+    assert not set(train) & set(held) and len(train) + len(held) == 400
+    assert 5 <= len(held) <= 40
+    assert all(is_held_out(p) for p in held)
