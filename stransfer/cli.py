@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from stransfer import config as config_mod
-from stransfer import console, images, weights
+from stransfer import color, console, images, pipeline, weights
 from stransfer import train as training
 from stransfer.device import DEVICE_NAMES, PRECISIONS, make_runtime
 from stransfer.engines import ENGINES, EngineInputs
@@ -44,6 +44,7 @@ Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, type=str
 Arch = enum.Enum("Arch", {name: name for name in weights.SOURCES}, type=str)  # type: ignore[misc]
 Init = enum.Enum("Init", {n: n for n in ("content", "noise", "style")}, type=str)  # type: ignore[misc]
 Optimizer = enum.Enum("Optimizer", {n: n for n in ("lbfgs", "adam")}, type=str)  # type: ignore[misc]
+ColorMode = enum.Enum("ColorMode", {n: n for n in color.MODES}, type=str)  # type: ignore[misc]
 
 # Options shared by several commands, defined once.
 DeviceOpt = Annotated[Device, typer.Option(help="Where to compute.", rich_help_panel="Runtime")]
@@ -69,6 +70,30 @@ def _engine_flags(config_type: type, method: str, **flags: Any) -> dict[str, Any
         if key not in known:
             raise UsageError(f"--{key.replace('_', '-')} does not apply to -m {method}")
     return given
+
+
+def _parse_scales(text: str | None) -> str | None:
+    """"3" -> three scales, each half the next ("0.25,0.5,1.0"); a list passes through."""
+    if text is not None and text.strip().isdigit():
+        count = int(text)
+        if count < 1:
+            raise UsageError("--scales must be at least 1")
+        return ",".join(str(0.5 ** (count - 1 - i)) for i in range(count))
+    return text
+
+
+def _parse_blend(text: str | None, count: int) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        weights_ = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--style-blend must be numbers separated by commas (got {text!r})") from None
+    if len(weights_) != count:
+        raise UsageError(f"--style-blend has {len(weights_)} weights for {count} style images")
+    if any(w < 0 for w in weights_) or sum(weights_) <= 0:
+        raise UsageError(f"--style-blend weights must be >= 0 and not all 0 (got {text})")
+    return [w / sum(weights_) for w in weights_]
 
 
 def _plan_outputs(contents: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
@@ -107,10 +132,25 @@ def stylize(
                                                      rich_help_panel="Gatys")] = None,
     init: Annotated[Init | None, typer.Option(help="Starting image.", rich_help_panel="Gatys")] = None,
     optimizer: Annotated[Optimizer | None, typer.Option(rich_help_panel="Gatys")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Function evaluations.",
-                                                   rich_help_panel="Gatys")] = None,
+    scales: Annotated[str | None, typer.Option(
+        help="Coarse-to-fine scales: a count N (halving each time) or fractions of --size, e.g. 0.25,0.5,1.",
+        rich_help_panel="Gatys")] = None,
+    iterations: Annotated[str | None, typer.Option(
+        help="Function evaluations per scale, coarse to fine (e.g. 150,80,40), or one number for every scale.",
+        rich_help_panel="Gatys")] = None,
     save_every: Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
                                                    rich_help_panel="Gatys")] = None,
+    style_blend: Annotated[str | None, typer.Option(
+        help="Weights of several styles, e.g. 0.7,0.3 (normalised; default equal).", rich_help_panel="Style")]
+    = None,
+    style_scale: Annotated[float, typer.Option(help="Style image size relative to the output.",
+                                               rich_help_panel="Style")] = 1.0,
+    mask: Annotated[Path | None, typer.Option(
+        help="Mask image: white = first style, black = second style (or the content, with one style).",
+        rich_help_panel="Style")] = None,
+    preserve_color: Annotated[ColorMode, typer.Option(
+        help="luminance: keep the content's colours; histogram: recolour the style to the content first.",
+        rich_help_panel="Style")] = ColorMode["none"],
     model: Annotated[str | None, typer.Option(
         help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel="Johnson / AdaIN")]
     = None,
@@ -130,20 +170,31 @@ def stylize(
     cfg = config_mod.build(spec.config_type, config, _engine_flags(
         spec.config_type, spec.name, content_weight=content_weight, style_weight=style_weight,
         tv_weight=tv_weight, content_layers=content_layers, style_layers=style_layers, init=init,
-        optimizer=optimizer, iterations=iterations, save_every=save_every, model=model,
-        alpha=alpha))
+        optimizer=optimizer, scales=_parse_scales(scales), iterations=iterations, save_every=save_every,
+        model=model, alpha=alpha))
     style = style or []
     if spec.needs_style and not style:
         raise UsageError(f"-m {spec.name} needs a style image: -s FILE")
+    if style_scale <= 0:
+        raise UsageError(f"--style-scale must be > 0 (got {style_scale})")
     try:
         styles = [images.load_image(p, max_pixels).rgb for p in style]
     except InputError as e:
         raise UsageError(f"style {e}") from None
+    try:
+        mask_image = images.load_mask(mask, max_pixels) if mask is not None else None
+    except InputError as e:
+        raise UsageError(f"mask {e}") from None
+    if mask_image is not None and len(style) not in (1, 2):
+        raise UsageError(f"--mask takes one or two styles (got {len(style)})")
+    if preserve_color.value == "histogram" and not spec.needs_style:
+        raise UsageError(f"--preserve-color histogram recolours style images; -m {spec.name} takes none")
 
     written = failed = 0
     with console.ProgressRenderer() as render:
-        engine = spec.build(cfg, runtime, EngineInputs(styles=styles, style_names=[p.stem for p in style],
-                                                       vgg_weights=vgg_weights, on_event=render))
+        engine = spec.build(cfg, runtime, EngineInputs(
+            styles=styles, style_names=[p.stem for p in style], style_weights=_parse_blend(style_blend, len(style)),
+            style_scale=style_scale, mask=mask_image, vgg_weights=vgg_weights, on_event=render))
         plan = _plan_outputs(content, output, f"{engine.style_name}_{spec.name}")
         for content_path, out_path in plan:
             def on_event(event: Event, out_path: Path = out_path) -> None:
@@ -160,7 +211,8 @@ def stylize(
                 picture = images.load_image(content_path, max_pixels)
                 for message in picture.notes:
                     console.note(f"{content_path}: {message}")
-                result = engine.stylize(images.resize_long_side(picture.rgb, size), on_event)
+                result = pipeline.stylize(engine, images.resize_long_side(picture.rgb, size),
+                                          preserve_color.value, styles, on_event)
                 images.save_image(result, out_path, alpha=picture.alpha, overwrite=overwrite)
             except (InputError, OutputError) as e:
                 console.error(str(e))

@@ -42,10 +42,10 @@ def _coerce(value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is tuple:
         item_type = typing.get_args(tp)[0]
-        if isinstance(value, str):  # a flag gives "relu1_2,relu2_2"
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # a flag gives "relu1_2,relu2_2" or "150,80,40"
+            return tuple(item_type(v.strip()) for v in value.split(",") if v.strip())
         if not isinstance(value, (list, tuple)):
-            raise TypeError
+            value = [value]  # TOML `iterations = 300` means one number for every scale
         return tuple(_coerce(v, item_type) for v in value)
     if origin in (types.UnionType, typing.Union):  # `float | None`
         if value is None:

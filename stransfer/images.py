@@ -115,6 +115,12 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
         raise InputError(f"{path}: cannot decode image ({e})") from None
 
 
+def load_mask(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """A mask image as (1, 1, H, W) in [0, 1]: its luminance (white = 1)."""
+    rgb = load_image(path, max_pixels).rgb
+    return (0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]).clamp(0, 1)
+
+
 def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
     """(h, w) scaled so the longer side is `long_side`, aspect ratio kept, each side at least 1."""
     scale = long_side / max(height, width)

@@ -39,15 +39,15 @@ def content_loss(features: Features, targets: Features) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def style_loss(features: Features, target_grams: Features, weights: Mapping[str, float] | None = None) -> torch.Tensor:
-    """Weighted mean over layers of the relative squared error between Gram matrices."""
-    total = torch.zeros((), device=next(iter(target_grams.values())).device)
-    norm = 0.0
+def style_loss(features: Features, target_grams: Features, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over layers of the relative squared error between Gram matrices; with `mask` (B, 1, H, W), the
+    output's Grams are taken over the masked region only (spatial control, Gatys et al. 2017)."""
+    terms = []
     for layer, target in target_grams.items():
-        w = 1.0 if weights is None else weights[layer]
-        total = total + w * relative_sq_error(gram(features[layer]), target.expand(features[layer].shape[0], -1, -1)).mean()
-        norm += w
-    return total / norm
+        f = features[layer]
+        g = gram(f) if mask is None else masked_gram(f, mask)
+        terms.append(relative_sq_error(g, target.expand(f.shape[0], -1, -1)).mean())
+    return torch.stack(terms).mean()
 
 
 def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,14 +39,17 @@ def test_toml_then_flags_override_defaults(tmp_path):
     assert cfg.style_weight == 2.5  # the flag wins over the file
     assert cfg.style_layers == ("relu1_1", "relu2_1")
     assert cfg.iterations == cfg_type().iterations  # None = flag not given
+    assert config.build(cfg_type, None, {"iterations": "150,80,40"}).iterations == (150, 80, 40)
     assert config.build(cfg_type, None, {"content_layers": "relu2_2, relu3_3"}).content_layers == (
         "relu2_2", "relu3_3")
 
 
 @pytest.mark.parametrize("text,pattern", [
     ("styel_weight = 3\n", r"c\.toml: unknown key 'styel_weight'"),
-    ('iterations = "many"\n', r"c\.toml: 'iterations' must be an integer"),
-    ("iterations = 2.5\n", r"'iterations' must be an integer"),
+    ('iterations = "many"\n', r"c\.toml: 'iterations' must be a list of integers"),
+    ("iterations = 2.5\n", r"'iterations' must be a list of integers"),
+    ("save_every = 2.5\n", r"'save_every' must be an integer"),
+    ("scales = [0.5, 1.5]\n", r"'scales' must be <= 1.0"),
     ("style_weight = true\n", r"'style_weight' must be a number"),
     ("style_weight = -1\n", r"c\.toml: 'style_weight' must be >= 0"),
     ("iterations = 0\n", r"'iterations' must be >= 1"),

@@ -18,7 +18,7 @@ def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
 
 
 def run(random_vgg16, seed=0, precision="fp32", **overrides):
-    cfg = dataclasses.replace(GatysConfig(), iterations=20, **overrides)
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(20,), **overrides)
     engine = Gatys(cfg, make_runtime("cpu", precision, seed=seed), random_vgg16, [structured(1, 40, 40)])
     events = []
     out = engine.stylize(structured(2), events.append)
@@ -52,16 +52,65 @@ def test_bf16_path_runs_and_lowers_the_loss(random_vgg16):
 
 
 def test_style_targets_are_computed_once_per_size(random_vgg16):
-    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=2), make_runtime("cpu"), random_vgg16,
+    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=(2,)), make_runtime("cpu"), random_vgg16,
                    [structured(1)])
-    first = engine.style_targets((32, 32))
-    assert engine.style_targets((32, 32)) is first
-    assert engine.style_targets((32, 48)) is not first
+    first = engine.regions((32, 32))
+    assert engine.regions((32, 32)) is first
+    assert engine.regions((32, 48)) is not first
 
 
 def test_registry_builds_gatys_from_a_weights_file(random_weights_file):
     spec = ENGINES["gatys"]
-    engine = spec.build(dataclasses.replace(GatysConfig(), iterations=2), make_runtime("cpu"),
+    engine = spec.build(dataclasses.replace(GatysConfig(), iterations=(2,)), make_runtime("cpu"),
                         EngineInputs(styles=[structured(1)], vgg_weights=random_weights_file))
     assert engine.backbone.deepest == "relu4_3"  # nothing past the deepest tap is built
     assert engine.stylize(structured(3, 16, 24)).shape == (1, 3, 16, 24)
+
+
+def test_schedule_goes_coarse_to_fine_and_skips_tiny_scales(random_vgg16):
+    cfg = dataclasses.replace(GatysConfig(), scales=(0.1, 0.25, 0.5, 1.0), iterations=(40, 30, 20, 10))
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    assert engine.schedule(384, 512) == [((96, 128), 30), ((192, 256), 20), ((384, 512), 10)]  # 51 px skipped
+    single = Gatys(dataclasses.replace(cfg, scales=(1.0,), iterations=(7,)), make_runtime("cpu"), random_vgg16,
+                   [structured(1)])
+    assert single.schedule(30, 40) == [((30, 40), 7)]
+
+
+def test_multi_scale_run_reports_every_stage(random_vgg16):
+    cfg = dataclasses.replace(GatysConfig(), scales=(0.5, 1.0), iterations=(6, 3))
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    events = []
+    out = engine.stylize(structured(2, 128, 128), events.append)
+    steps = [e for e in events if isinstance(e, Step)]
+    assert out.shape == (1, 3, 128, 128)
+    assert [e.step for e in steps] == list(range(1, 10)) and {e.total for e in steps} == {9}
+    assert steps[0].stage.startswith("gatys 64 px") and steps[-1].stage.startswith("gatys 128 px")
+
+
+def test_blend_weights_interpolate_the_gram_targets(random_vgg16):
+    a, b = structured(1), structured(5)
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
+    blended = Gatys(cfg, make_runtime("cpu"), random_vgg16, [a, b], style_weights=[0.7, 0.3]).regions((32, 32))
+    only_a = Gatys(cfg, make_runtime("cpu"), random_vgg16, [a]).regions((32, 32))
+    only_b = Gatys(cfg, make_runtime("cpu"), random_vgg16, [b]).regions((32, 32))
+    for layer in cfg.style_layers:
+        expected = 0.7 * only_a[0].grams[layer] + 0.3 * only_b[0].grams[layer]
+        torch.testing.assert_close(blended[0].grams[layer], expected)
+
+
+def test_mask_gives_each_region_its_own_style(random_vgg16):
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :, :16] = 1.0
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
+    two = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1), structured(5)], mask=mask).regions((32, 32))
+    assert len(two) == 2 and torch.equal(two[0].mask + two[1].mask, torch.ones(1, 1, 32, 32))
+    one = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)], mask=mask).regions((32, 32))
+    assert len(one) == 1  # black stays content: no style target there
+
+
+def test_style_scale_changes_the_style_targets(random_vgg16):
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
+    style = structured(1, 64, 64)
+    full = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style]).regions((32, 32))[0].grams["relu1_2"]
+    half = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style], style_scale=0.5).regions((32, 32))[0].grams
+    assert not torch.allclose(full, half["relu1_2"])

@@ -20,6 +20,9 @@ class EngineInputs:
 
     styles: list[torch.Tensor] = field(default_factory=list)  # full-resolution RGB (1, 3, H, W) in [0, 1]
     style_names: list[str] = field(default_factory=list)  # for output names, e.g. the files' stems
+    style_weights: list[float] | None = None  # blend of several styles, summing to 1; None = equal
+    style_scale: float = 1.0  # style image long side relative to the output's
+    mask: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1]: white = first style, black = second/content
     vgg_weights: Path | None = None  # None: resolved by stransfer.weights (env, cache, fetch)
     on_event: EventCallback = ignore
 
@@ -28,8 +31,10 @@ class Engine(Protocol):
     name: ClassVar[str]
     style_name: str  # what the outputs are named after: the style file(s) or the model's style
 
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
-        """RGB (1, 3, H, W) in [0, 1] -> stylised RGB of the same size, on the CPU."""
+    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
+                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """RGB (1, 3, H, W) in [0, 1] -> stylised RGB of the same size, on the CPU. `styles` replaces the
+        engine's style images for this call (engines with a style baked in refuse it)."""
         ...
 
 

@@ -12,6 +12,7 @@ from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec
+from stransfer.errors import ConfigError
 from stransfer.events import EventCallback, Snapshot, Step, ignore
 from stransfer.images import fit_long_side, resize
 from stransfer.weights import resolve
@@ -36,11 +37,26 @@ class GatysConfig:
     tv_weight: float = param(1.0, ge=0.0)
     init: str = param("content", choices=("content", "noise", "style"))
     optimizer: str = param("lbfgs", choices=("lbfgs", "adam"))
-    # Function evaluations (forward + backward passes): the unit of cost, for L-BFGS and Adam alike.
-    iterations: int = param(300, ge=1)
+    # Coarse to fine, as fractions of the output's long side: each scale starts from the previous result
+    # upsampled, so the fine scale only refines. Scales under 64 px are skipped.
+    scales: tuple[float, ...] = param((0.25, 0.5, 1.0), gt=0.0, le=1.0)
+    # Function evaluations (forward + backward passes) per scale, coarse to fine; one number means the same
+    # at every scale. Fewest where pixels are many: an evaluation at 512 px costs 16 at 128 px.
+    iterations: tuple[int, ...] = param((150, 80, 40), ge=1)
     # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step.
     learning_rate: float = param(0.02, gt=0.0)
     save_every: int = param(0, ge=0)
+
+
+MIN_SCALE_SIDE = 64  # below this VGG's relu4_3 map is under 8x8: nothing left to learn from
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a set of Gram targets applies: the whole image (mask None) or a soft mask in [0, 1]."""
+
+    mask: torch.Tensor | None
+    grams: dict[str, torch.Tensor]
 
 
 class Gatys:
@@ -48,30 +64,61 @@ class Gatys:
 
     name: ClassVar[str] = "gatys"
 
-    def __init__(self, config: GatysConfig, runtime: Runtime, backbone: VGGFeatures,
-                 styles: list[torch.Tensor], style_name: str = "style") -> None:
+    def __init__(self, config: GatysConfig, runtime: Runtime, backbone: VGGFeatures, styles: list[torch.Tensor],
+                 style_name: str = "style", style_weights: list[float] | None = None, style_scale: float = 1.0,
+                 mask: torch.Tensor | None = None) -> None:
         if not styles:
             raise ValueError("gatys needs a style image")
+        if len(config.iterations) not in (1, len(config.scales)):
+            raise ConfigError(f"'iterations' needs one number or one per scale ({len(config.scales)}), "
+                              f"got {len(config.iterations)}")
         self.config, self.runtime, self.backbone = config, runtime, backbone
-        self.styles, self.style_name = styles, style_name
-        self._style_targets: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self.styles, self.style_name, self.style_scale, self.mask = styles, style_name, style_scale, mask
+        self.style_weights = style_weights or [1.0 / len(styles)] * len(styles)
+        self._regions: dict[tuple[int, int], list[Region]] = {}
 
-    def style_targets(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Gram targets for an output of `size`; the style is resized so its long side matches the output's.
-        Computed once per output size, however many content images share it."""
-        if size not in self._style_targets:
-            long_side = max(size)
-            grams: dict[str, torch.Tensor] = {}
-            weight = 1.0 / len(self.styles)
-            for style in self.styles:
-                s = resize(style, fit_long_side(style.shape[-2], style.shape[-1], long_side))
-                with torch.no_grad(), self.runtime.autocast():
-                    feats = self.backbone(s.to(self.runtime.device), self.config.style_layers)
-                for layer in self.config.style_layers:
-                    g = weight * losses.gram(feats[layer])
-                    grams[layer] = grams[layer] + g if layer in grams else g
-            self._style_targets[size] = grams
-        return self._style_targets[size]
+    def schedule(self, height: int, width: int) -> list[tuple[tuple[int, int], int]]:
+        """(size, evaluations) per scale, coarse to fine, for an output of height x width."""
+        cfg = self.config
+        iterations = cfg.iterations * len(cfg.scales) if len(cfg.iterations) == 1 else cfg.iterations
+        long_side = max(height, width)
+        plan = []
+        for scale, n in zip(cfg.scales, iterations):
+            side = round(long_side * scale)
+            if side >= MIN_SCALE_SIDE or scale == cfg.scales[-1]:
+                plan.append((fit_long_side(height, width, side) if scale != 1.0 else (height, width), n))
+        return plan
+
+    def _style_grams(self, styles: list[torch.Tensor], size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+        """Gram targets of each style, resized so its long side is the output's times style_scale."""
+        long_side = max(1, round(max(size) * self.style_scale))
+        grams = []
+        for style in styles:
+            s = resize(style, fit_long_side(style.shape[-2], style.shape[-1], long_side))
+            with torch.no_grad(), self.runtime.autocast():
+                feats = self.backbone(s.to(self.runtime.device), self.config.style_layers)
+            grams.append({k: losses.gram(v) for k, v in feats.items()})
+        return grams
+
+    def regions(self, size: tuple[int, int], styles: list[torch.Tensor] | None = None) -> list[Region]:
+        """The style targets for an output of `size`. Without a mask: one region, the styles' Grams blended
+        by weight. With a mask: white takes the first style, black the second (or stays content).
+        Computed once per size for the engine's own styles, however many content images share it."""
+        if styles is not None:
+            return self._build_regions(self._style_grams(styles, size), size)
+        if size not in self._regions:
+            self._regions[size] = self._build_regions(self._style_grams(self.styles, size), size)
+        return self._regions[size]
+
+    def _build_regions(self, grams: list[dict[str, torch.Tensor]], size: tuple[int, int]) -> list[Region]:
+        if self.mask is None:
+            blended = {k: sum(w * g[k] for w, g in zip(self.style_weights, grams)) for k in grams[0]}
+            return [Region(None, blended)]
+        mask = resize(self.mask, size).to(self.runtime.device)
+        regions = [Region(mask, grams[0])]
+        if len(grams) > 1:
+            regions.append(Region(1.0 - mask, grams[1]))
+        return regions
 
     def _initial_image(self, content: torch.Tensor) -> torch.Tensor:
         if self.config.init == "noise":
@@ -80,49 +127,64 @@ class Gatys:
             return resize(self.styles[0], tuple(content.shape[-2:])).to(content.device)
         return content.clone()
 
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
-        cfg, device = self.config, self.runtime.device
-        content = content.to(device)
-        grams = self.style_targets(tuple(content.shape[-2:]))
+    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
+                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`styles` replaces the engine's own styles for this call (e.g. recoloured to this content)."""
+        content = content.to(self.runtime.device)
+        plan = self.schedule(*content.shape[-2:])
+        total = sum(n for _, n in plan)
+        x, done = None, 0
+        for i, (size, evaluations) in enumerate(plan):
+            scaled_content = resize(content, size)
+            start = self._initial_image(scaled_content) if x is None else resize(x, size)
+            stage = f"gatys {max(size)} px" + (f" ({i + 1}/{len(plan)})" if len(plan) > 1 else "")
+            x = self._optimize(start, scaled_content, self.regions(size, styles), evaluations, done, total,
+                               stage, on_event)
+            done += evaluations
+        assert x is not None
+        return x.detach().clamp(0, 1).cpu()
+
+    def _optimize(self, start: torch.Tensor, content: torch.Tensor, regions: list[Region], evaluations: int,
+                  done: int, total: int, stage: str, on_event: EventCallback) -> torch.Tensor:
+        cfg = self.config
         with torch.no_grad(), self.runtime.autocast():
             content_targets = {k: v.float() for k, v in self.backbone(content, cfg.content_layers).items()}
         taps = set(cfg.content_layers) | set(cfg.style_layers)
-
-        x = self._initial_image(content).requires_grad_(True)
-        evaluations = 0
+        x = start.detach().clone().requires_grad_(True)
+        count = 0
 
         def closure() -> torch.Tensor:
-            nonlocal evaluations
+            nonlocal count
             optimizer.zero_grad(set_to_none=True)
             with self.runtime.autocast():
                 feats = self.backbone(x, taps)
             content_term = losses.content_loss(feats, content_targets)
-            style_term = losses.style_loss(feats, grams)
+            style_term = torch.stack([losses.style_loss(feats, r.grams, r.mask) for r in regions]).mean()
             tv_term = losses.total_variation(x)
             loss = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
             loss.backward()
-            evaluations += 1
-            on_event(Step(evaluations, cfg.iterations, {
-                "content": content_term.item(), "style": style_term.item(), "tv": tv_term.item(), "total": loss.item(),
-            }))
-            if cfg.save_every and evaluations % cfg.save_every == 0 and evaluations < cfg.iterations:
-                on_event(Snapshot(evaluations, x.detach().clamp(0, 1).cpu()))
+            count += 1
+            step = done + count
+            on_event(Step(step, total, {"content": content_term.item(), "style": style_term.item(),
+                                        "tv": tv_term.item(), "total": loss.item()}, stage=stage))
+            if cfg.save_every and step % cfg.save_every == 0 and step < total:
+                on_event(Snapshot(step, x.detach().clamp(0, 1).cpu()))
             return loss
 
         if cfg.optimizer == "lbfgs":
-            # Tolerances at zero: stop after exactly `iterations` evaluations, never silently early.
+            # Tolerances at zero: stop after exactly `evaluations`, never silently early.
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=1.0, max_iter=cfg.iterations, max_eval=cfg.iterations,
+                [x], lr=1.0, max_iter=evaluations, max_eval=evaluations,
                 tolerance_grad=0.0, tolerance_change=0.0, history_size=50)
-            while evaluations < cfg.iterations:
+            while count < evaluations:
                 optimizer.step(closure)
         else:
             optimizer = torch.optim.Adam([x], lr=cfg.learning_rate)
-            while evaluations < cfg.iterations:
+            while count < evaluations:
                 optimizer.step(closure)
                 with torch.no_grad():
                     x.clamp_(0, 1)  # projected gradient: pixels stay displayable
-        return x.detach().clamp(0, 1).cpu()
+        return x.detach()
 
 
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
@@ -130,7 +192,8 @@ def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)
     state, _origin = resolve(config.backbone, inputs.vgg_weights, inputs.on_event)
     backbone.load_weights(state)
-    return Gatys(config, runtime, backbone.to(runtime.device), inputs.styles, "+".join(inputs.style_names))
+    return Gatys(config, runtime, backbone.to(runtime.device), inputs.styles, "+".join(inputs.style_names),
+                 inputs.style_weights, inputs.style_scale, inputs.mask)
 
 
 SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, needs_style=True,

@@ -33,8 +33,10 @@ class JohnsonTrainConfig(TrainConfig):
     content_layers: tuple[str, ...] = ("relu3_3",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
     # Relative losses, as in the Gatys engine (losses.py), so the weights mean the same thing there and here.
+    # A network cannot fit each photo as the optimiser does: at Gatys's 5 it gave up the content (relu3_3
+    # relative error 1.96 at step 220, stripes everywhere); 2 keeps the scene.
     content_weight: float = param(1.0, ge=0.0)
-    style_weight: float = param(5.0, ge=0.0)
+    style_weight: float = param(2.0, ge=0.0)
     tv_weight: float = param(1.0, ge=0.0)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
