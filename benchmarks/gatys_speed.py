@@ -27,9 +27,10 @@ def seconds_per_iteration(size: int, precision: str, iterations: int, device: st
     runtime = make_runtime(device, precision, seed=0)
     content = images.resize_long_side(images.load_image(EXAMPLES / "tubingen.jpg").rgb, size)
     style = images.load_image(EXAMPLES / "starry_night.jpg").rgb
-    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=2), runtime, backbone.to(runtime.device), [style])
+    single_scale = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(2,))
+    engine = Gatys(single_scale, runtime, backbone.to(runtime.device), [style])
     engine.stylize(content)  # warm-up: style targets, allocator, oneDNN kernel selection
-    engine.config = dataclasses.replace(engine.config, iterations=iterations)
+    engine.config = dataclasses.replace(single_scale, iterations=(iterations,))
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()

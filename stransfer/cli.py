@@ -49,7 +49,8 @@ ColorMode = enum.Enum("ColorMode", {n: n for n in color.MODES}, type=str)  # typ
 # Options shared by several commands, defined once.
 DeviceOpt = Annotated[Device, typer.Option(help="Where to compute.", rich_help_panel="Runtime")]
 PrecisionOpt = Annotated[Precision, typer.Option(
-    help="bf16 = autocast for the network passes where the device supports it.", rich_help_panel="Runtime")]
+    help="bf16 = autocast for the network passes; auto = bf16 where the hardware runs it natively.",
+    rich_help_panel="Runtime")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice).",
                                                 rich_help_panel="Runtime")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for reproducible results.", rich_help_panel="Runtime")]
@@ -157,7 +158,7 @@ def stylize(
     alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style.",
                                                 rich_help_panel="Johnson / AdaIN")] = None,
     device: DeviceOpt = Device["auto"],
-    precision: PrecisionOpt = Precision["fp32"],
+    precision: PrecisionOpt = Precision["auto"],
     threads: ThreadsOpt = None,
     seed: SeedOpt = None,
     vgg_weights: VggWeightsOpt = None,
@@ -293,7 +294,7 @@ def train_johnson(
     preview_every: Annotated[int | None, typer.Option(help="Steps between preview sheets.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")] = None,
     device: DeviceOpt = Device["auto"],
-    precision: PrecisionOpt = Precision["fp32"],
+    precision: PrecisionOpt = Precision["auto"],
     threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
@@ -319,7 +320,7 @@ def train_johnson(
     run_dir = run_dir or Path("runs") / f"johnson-{style.stem}"
     training.new_run("johnson", run_dir, cfg,
                      {"style": str(style.resolve()), "data": str(data.resolve()), "out": str(out.resolve())},
-                     {"device": device.value, "precision": precision.value})
+                     {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
     _train("johnson", run_dir, False, None, None, threads, vgg_weights)
 
 
@@ -344,7 +345,7 @@ def train_adain(
     preview_every: Annotated[int | None, typer.Option(help="Steps between preview sheets.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")] = None,
     device: DeviceOpt = Device["auto"],
-    precision: PrecisionOpt = Precision["fp32"],
+    precision: PrecisionOpt = Precision["auto"],
     threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
@@ -368,7 +369,7 @@ def train_adain(
     run_dir = run_dir or Path("runs") / f"adain-{out.stem}"
     training.new_run("adain", run_dir, cfg, {"content_data": str(content_data.resolve()),
                                              "style_data": str(style_data.resolve()), "out": str(out.resolve())},
-                     {"device": device.value, "precision": precision.value})
+                     {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
     _train("adain", run_dir, False, None, None, threads, vgg_weights)
 
 

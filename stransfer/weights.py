@@ -1,4 +1,5 @@
-"""Where backbone weights come from: explicit file, verified cache, or download (hash-checked, never unpickled freely)."""
+"""Where weights come from: explicit file, verified cache or download (hash-checked, never freely unpickled),
+and the project's own model files."""
 
 from __future__ import annotations
 

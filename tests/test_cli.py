@@ -156,3 +156,35 @@ def test_weights_list_shows_the_cache(capsys, isolated_home):
     code, out, _ = cli(capsys, "weights", "list")
     assert code == 0
     assert str(isolated_home) in out and "vgg16: not cached" in out
+
+
+def test_same_seed_same_bytes(capsys, make_image, tiny_run, tmp_path):
+    content = make_image("c.png")
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outs:
+        code, _, err = cli(capsys, "stylize", content, "-o", out, "--seed", "3", "--init", "noise", *tiny_run)
+        assert code == 0, err
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+@pytest.mark.parametrize("extra,pattern", [
+    (["--style-blend", "0.5,0.5"], "2 weights for 1 style"),
+    (["--style-blend", "a,b"], "numbers"),
+    (["--style-scale", "0"], "--style-scale"),
+    (["--scales", "0"], "--scales"),
+    (["--alpha", "0.5"], "--alpha does not apply to -m gatys"),
+])
+def test_style_option_errors(capsys, make_image, tiny_run, tmp_path, extra, pattern):
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", tmp_path / "o.png", *tiny_run, *extra)
+    assert code == 2 and pattern in one_error_line(err)
+
+
+def test_mask_blend_and_colour_options_run(capsys, make_image, tiny_run, tmp_path):
+    mask = make_image("mask.png", 20, 20, seed=4)
+    second = make_image("second.png", 30, 30, seed=5)
+    for extra in (["-s", second, "--mask", mask], ["-s", second, "--style-blend", "3,1"],
+                  ["--preserve-color", "luminance"], ["--preserve-color", "histogram"], ["--scales", "2"]):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}.png"
+        code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", out, *tiny_run, *extra)
+        assert code == 0, (extra, err)
+        assert out.exists()

@@ -52,3 +52,61 @@ def test_gatys_stylises_a_128px_image(vgg16_state, real_home, tmp_path, capsys):
     scores = metrics.score(backbone, result, images.load_image(content).rgb, images.load_image(style).rgb)
     assert scores.style <= 0.5 * scores.content_own_style, scores
     assert scores.content < 0.6, scores  # still plainly the photo
+
+
+@pytest.fixture
+def scorer(vgg16_state):
+    backbone = VGGFeatures("vgg16", deepest="relu4_3")
+    backbone.load_weights(vgg16_state)
+    return backbone
+
+
+def run_cli(capsys, *args) -> None:
+    from stransfer.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    assert done.value.code == 0, capsys.readouterr().err
+
+
+def test_preserve_color_luminance_keeps_the_contents_chroma(scorer, real_home, tmp_path, capsys):
+    from stransfer import color
+
+    out = tmp_path / "lum.png"
+    content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
+    run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "128", "--preserve-color", "luminance",
+            "--device", "cpu", "--seed", "0")
+    result = images.load_image(out).rgb
+    reference = images.resize(images.load_image(content).rgb, tuple(result.shape[-2:]))
+    chroma_diff = (color.rgb_to_ycbcr(result)[:, 1:] - color.rgb_to_ycbcr(reference)[:, 1:]).abs().mean() * 255
+    assert chroma_diff < 3, chroma_diff
+    scores = metrics.score(scorer, result, images.load_image(content).rgb, images.load_image(style).rgb)
+    assert scores.style <= 0.75 * scores.content_own_style, scores
+
+
+def test_mask_puts_each_style_where_the_mask_says(scorer, real_home, tmp_path, capsys):
+    import torch
+
+    from stransfer import losses
+
+    content = EXAMPLES / "tubingen.jpg"
+    left, right = EXAMPLES / "starry_night.jpg", EXAMPLES / "the_scream.jpg"
+    mask = tmp_path / "mask.png"
+    m = torch.zeros(1, 3, 96, 128)
+    m[..., :64] = 1.0  # left half white: the first style
+    images.save_image(m, mask)
+    out = tmp_path / "masked.png"
+    run_cli(capsys, "stylize", content, "-s", left, "-s", right, "--mask", mask, "-o", out, "--size", "128",
+            "--device", "cpu", "--seed", "0")
+    result = images.load_image(out).rgb
+
+    def distance(region: torch.Tensor, style_path) -> float:
+        style = images.resize_long_side(images.load_image(style_path).rgb, 128)
+        f_r, f_s = (scorer(x, metrics.STYLE_LAYERS) for x in (region, style))
+        return sum(losses.relative_sq_error(losses.gram(f_r[k]), losses.gram(f_s[k])).item()
+                   for k in metrics.STYLE_LAYERS) / len(metrics.STYLE_LAYERS)
+
+    # Leave a margin around the seam, where the two styles meet.
+    left_half, right_half = result[..., :, :56], result[..., :, 72:]
+    assert distance(left_half, left) < distance(left_half, right)
+    assert distance(right_half, right) < distance(right_half, left)

@@ -37,7 +37,8 @@ class AdainTrainConfig(TrainConfig):
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
 
-def stats_loss(features: dict[str, torch.Tensor], targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def stats_loss(features: dict[str, torch.Tensor],
+               targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Mean over layers of the relative squared error of channel means plus that of channel stds."""
     terms = []
     for layer, (t_mean, t_std) in targets.items():

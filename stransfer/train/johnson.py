@@ -59,10 +59,10 @@ class JohnsonTask:
     def batch(self, step: int) -> torch.Tensor:
         return self.sampler.batch(step, self.cfg.batch_size).to(self.runtime.device)
 
-    def loss(self, content: torch.Tensor, model: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, content: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         with self.runtime.autocast():
-            out = (model or self.model)(content)
+            out = self.model(content)
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
@@ -79,5 +79,5 @@ class JohnsonTask:
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
         save_model(path, "johnson", self.model.state_dict(), arch=dataclasses.asdict(self.model.arch),
-                   style=self.style_path.stem, style_image=self.style_path.name, backbone=self.cfg.backbone, train_config=as_dict(self.cfg),
-                   steps=steps, record=record)
+                   style=self.style_path.stem, style_image=self.style_path.name, backbone=self.cfg.backbone,
+                   train_config=as_dict(self.cfg), steps=steps, record=record)

@@ -1,0 +1,95 @@
+"""AdaIN speed: ms per image at 512, 1024 and 2048 px (fp32, bf16), style encoding timed separately, and
+training steps per second.
+
+    python benchmarks/adain_speed.py [--device auto] [--repeats 3] [--train-steps 5]
+
+Uses the real VGG16 encoder (fetched into the cache on first use) and a random-weight decoder: weights do not
+change the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from stransfer import weights
+from stransfer.device import bf16_supported, make_runtime
+from stransfer.engines.adain import AdaIN, Decoder, encoder_from
+from stransfer.train.adain import AdainTask, AdainTrainConfig
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--sizes", default="512,1024,2048")
+    args = parser.parse_args()
+    device = make_runtime(args.device).device
+    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    state = weights.resolve("vgg16")[0]
+    torch.manual_seed(0)
+    decoder = Decoder("vgg16").eval()
+    print(f"# adain speed: device {device}, {torch.get_num_threads()} threads, {platform.machine()}, "
+          f"torch {torch.__version__}")
+    print("| size | " + " | ".join(f"{p} ms/image (style encoding) " for p in precisions) + " |")
+    print("|---|" + "---|" * len(precisions))
+    for size in map(int, args.sizes.split(",")):
+        cells = []
+        for precision in precisions:
+            runtime = make_runtime(args.device, precision)
+            style = torch.rand(1, 3, size, size)
+            engine = AdaIN(encoder_from("vgg16", state), decoder, runtime, [style], [1.0], alpha=1.0)
+            content = torch.rand(1, 3, size, size)
+
+            def encode_style() -> None:
+                engine._stats.clear()
+                engine.style_stats(size)
+
+            style_ms = timed(encode_style, runtime.device, args.repeats)
+            image_ms = timed(lambda: engine.stylize(content), runtime.device, args.repeats)  # style cached
+            cells.append(f"{image_ms:.0f} ({style_ms:.0f})")
+        print(f"| {size} | " + " | ".join(cells) + " |", flush=True)
+
+    cfg = AdainTrainConfig()
+    print(f"\ntraining (batch {cfg.batch_size} pairs of {cfg.crop_size} px crops):")
+    print("| " + " | ".join(f"{p} steps/s" for p in precisions) + " |")
+    print("|" + "---|" * len(precisions))
+    cells = []
+    for precision in precisions:
+        runtime = make_runtime(args.device, precision, seed=0)
+        task = AdainTask(cfg, runtime, encoder_from("vgg16", state).to(runtime.device), [], [], [], [])
+        task.model.to(runtime.device)
+        opt = torch.optim.Adam(task.model.parameters(), lr=cfg.learning_rate)
+        batch = tuple(torch.rand(cfg.batch_size, 3, cfg.crop_size, cfg.crop_size, device=runtime.device)
+                      for _ in range(2))
+
+        def step() -> None:
+            opt.zero_grad()
+            task.loss(batch)[0].backward()
+            opt.step()
+
+        cells.append(f"{1000 / timed(step, runtime.device, args.train_steps):.2f}")
+    print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Johnson network speed: ms per image at 512, 1024 and 2048 px (fp32, bf16) for the shipped architecture and
+the paper's original width, and training steps per second.
+
+    python benchmarks/johnson_speed.py [--device auto] [--repeats 3] [--train-steps 5]
+
+Weights do not change the speed, so random-weight networks of each architecture are timed; the training step
+uses the real VGG16 loss network (fetched into the cache on first use) and synthetic crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from stransfer import weights
+from stransfer.backbone import VGGFeatures
+from stransfer.device import bf16_supported, make_runtime
+from stransfer.engines.johnson import JohnsonArch, TransformerNet
+from stransfer.train.johnson import JohnsonTrainConfig
+
+SHIPPED = JohnsonArch(width=JohnsonTrainConfig().width, residual_blocks=JohnsonTrainConfig().residual_blocks)
+PAPER = JohnsonArch(width=32, residual_blocks=5)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ms_per_image(net: TransformerNet, size: int, precision: str, device: str, repeats: int) -> float:
+    runtime = make_runtime(device, precision)
+    net = net.to(runtime.device).eval()
+    x = torch.rand(1, 3, size, size, device=runtime.device)
+    with torch.no_grad(), runtime.autocast():
+        net(x)  # warm-up
+        sync(runtime.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net(x).float().clamp(0, 1)
+        sync(runtime.device)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps: int) -> float:
+    from stransfer import losses
+
+    runtime = make_runtime(device, precision, seed=0)
+    cfg = JohnsonTrainConfig()
+    backbone = VGGFeatures("vgg16", deepest="relu4_3")
+    backbone.load_weights(weights.resolve("vgg16")[0])
+    backbone = backbone.to(runtime.device)
+    net = TransformerNet(arch).to(runtime.device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    grams = {k: losses.gram(v) for k, v in backbone(torch.rand(1, 3, 256, 256, device=runtime.device),
+                                                     cfg.style_layers).items()}
+    batch = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=runtime.device)
+
+    def step() -> None:
+        opt.zero_grad()
+        with runtime.autocast():
+            out = net(batch)
+            feats = backbone(out, set(cfg.style_layers) | set(cfg.content_layers))
+            with torch.no_grad():
+                target = backbone(batch, cfg.content_layers)
+        loss = losses.content_loss(feats, target) + cfg.style_weight * losses.style_loss(feats, grams)
+        loss.backward()
+        opt.step()
+
+    step()
+    sync(runtime.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(runtime.device)
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--sizes", default="512,1024,2048")
+    args = parser.parse_args()
+    device = make_runtime(args.device).device
+    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    print(f"# johnson speed: device {device}, {torch.get_num_threads()} threads, {platform.machine()}, "
+          f"torch {torch.__version__}")
+    print("| network | size | " + " | ".join(f"{p} ms/image" for p in precisions) + " |")
+    print("|---|---|" + "---|" * len(precisions))
+    for label, arch in (("shipped", SHIPPED), ("paper", PAPER)):
+        torch.manual_seed(0)
+        net = TransformerNet(arch)
+        name = f"{label} (width {arch.width}, {arch.residual_blocks} blocks)"
+        for size in map(int, args.sizes.split(",")):
+            cells = [f"{ms_per_image(net, size, p, args.device, args.repeats):.0f}" for p in precisions]
+            print(f"| {name} | {size} | " + " | ".join(cells) + " |", flush=True)
+    cfg = JohnsonTrainConfig()
+    print(f"\ntraining (batch {cfg.batch_size} of {cfg.image_size} px crops, VGG16 loss network):")
+    print("| network | " + " | ".join(f"{p} steps/s" for p in precisions) + " |")
+    print("|---|" + "---|" * len(precisions))
+    for label, arch in (("shipped", SHIPPED), ("paper", PAPER)):
+        cells = [f"{train_steps_per_second(arch, p, args.device, args.train_steps):.2f}" for p in precisions]
+        print(f"| {label} (width {arch.width}, {arch.residual_blocks} blocks) | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
