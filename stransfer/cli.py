@@ -6,18 +6,18 @@ import dataclasses
 import enum
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from stransfer import config as config_mod
-from stransfer import color, console, images, pipeline, weights
+from stransfer import batch, color, console, distributed, images, signals, weights
 from stransfer import train as training
 from stransfer.device import DEVICE_NAMES, PRECISIONS, make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.errors import InputError, OutputError, StransferError, UsageError
-from stransfer.events import Event, Snapshot
+from stransfer.errors import InputError, StransferError, UsageError
 
 EXIT_CODES = (
     "Exit codes: 0 every output written; 1 some input failed (the others were still written) or the run "
@@ -97,25 +97,22 @@ def _parse_blend(text: str | None, count: int) -> list[float] | None:
     return [w / sum(weights_) for w in weights_]
 
 
-def _plan_outputs(contents: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
-    """Pair each content image with its output path: `output` itself for one image and a file name,
-    else `output`/<stem>_<suffix>.png."""
-    as_file = output.suffix != "" and not output.is_dir()
-    if as_file:
-        images.output_format(output)
-        if len(contents) != 1:
-            raise UsageError(f"{len(contents)} content images need an output folder, not the file {output}")
-        return [(contents[0], output)]
-    return [(c, output / f"{c.stem}_{suffix}.png") for c in contents]
-
-
 @app.command(epilog=EXIT_CODES)
 def stylize(
-    content: Annotated[list[Path], typer.Argument(help="Content image(s).", show_default=False)],
+    content: Annotated[list[str], typer.Argument(
+        help="Content images: files, folders, globs, or - to read paths from stdin.", show_default=False)],
     style: Annotated[list[Path] | None, typer.Option("--style", "-s", help="Style image (repeatable).")] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (one content image) or folder.")]
-    = Path("."),
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output file (one content file) or folder (mirrors the input folders).")] = Path("."),
+    name: Annotated[str, typer.Option(help="Output file name template: {stem}, {style}, {method}, {ext}.")]
+    = batch.DEFAULT_NAME,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain).")] = 1,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
@@ -191,41 +188,55 @@ def stylize(
     if preserve_color.value == "histogram" and not spec.needs_style:
         raise UsageError(f"--preserve-color histogram recolours style images; -m {spec.name} takes none")
 
-    written = failed = 0
-    with console.ProgressRenderer() as render:
-        engine = spec.build(cfg, runtime, EngineInputs(
-            styles=styles, style_names=[p.stem for p in style], style_weights=_parse_blend(style_blend, len(style)),
-            style_scale=style_scale, mask=mask_image, vgg_weights=vgg_weights, on_event=render))
-        plan = _plan_outputs(content, output, f"{engine.style_name}_{spec.name}")
-        for content_path, out_path in plan:
-            def on_event(event: Event, out_path: Path = out_path) -> None:
-                if isinstance(event, Snapshot):
-                    snap = out_path.with_name(f"{out_path.stem}_{event.step:04d}{out_path.suffix}")
-                    try:
-                        images.save_image(event.image, snap, overwrite=overwrite)
-                    except OutputError as e:
-                        console.warn(str(e))
-                else:
-                    render(event)
-            try:
-                images.check_writable(out_path, overwrite)
-                picture = images.load_image(content_path, max_pixels)
-                for message in picture.notes:
-                    console.note(f"{content_path}: {message}")
-                result = pipeline.stylize(engine, images.resize_long_side(picture.rgb, size),
-                                          preserve_color.value, styles, on_event)
-                images.save_image(result, out_path, alpha=picture.alpha, overwrite=overwrite)
-            except (InputError, OutputError) as e:
-                console.error(str(e))
-                failed += 1
-                continue
-            finally:
-                render.finish("step:")
-            written += 1
-            console.stdout.print(str(out_path))
-    if len(plan) > 1:
-        console.stderr.print(f"{written} written, {failed} failed")
-    raise typer.Exit(1 if failed else 0)
+    blend = _parse_blend(style_blend, len(style))
+    single = len(content) == 1 and content[0] != "-" and not Path(content[0]).is_dir() and output.suffix != ""
+    sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
+    for folder in (c for c in content if Path(c).is_dir()):
+        if not any(src.is_relative_to(folder) for src, _ in sources):
+            raise UsageError(f"{folder}: no images found" + ("" if recursive else " (use --recursive for subfolders)"))
+    # Outputs are named before any model loads (so --dry-run is instant): a johnson model by its NAME.
+    style_label = "+".join(p.stem for p in style) if style else Path(getattr(cfg, "model", "model")).stem
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    items = ([batch.Item(sources[0][0], output)] if single
+             else batch.plan(sources, output, name, style_label, spec.name))
+    if dry_run:
+        for item in items:
+            state = "skip (exists)" if skip_existing and item.output.exists() else "write"
+            console.stdout.print(f"{item.source} -> {item.output}: {state}")
+        raise typer.Exit(0)
+
+    world = distributed.init()
+    mine = batch.shard(items, world.rank, world.size)
+    options = batch.BatchOptions(size=size, overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels,
+                                 preserve_color=preserve_color.value,
+                                 batch_size=batch_size if spec.batches and preserve_color.value != "histogram" else 1)
+
+    def on_result(result: batch.Result) -> None:
+        if as_json:
+            console.stdout.print_json(data={"input": str(result.source), "output": str(result.output),
+                                            "status": result.status, "seconds": result.seconds,
+                                            "error": result.error or None}, indent=None)
+        elif result.status == "written":
+            console.stdout.print(str(result.output))
+        if result.status == "failed":
+            console.error(result.error)
+
+    stop = threading.Event()
+    with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
+        engine = spec.build(cfg, distributed.runtime_for(runtime, world), EngineInputs(
+            styles=styles, style_names=[p.stem for p in style], style_weights=blend, style_scale=style_scale,
+            mask=mask_image, vgg_weights=vgg_weights, on_event=render))
+        results = batch.run(engine, mine, options, styles, on_result, render, stop)
+    counts = world.gather_counts(results)
+    if world.rank == 0 and (len(items) > 1 or received):
+        interrupted = f", stopped early by {received[0]}" if received else ""
+        console.stderr.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed"
+                             f"{interrupted}")
+    world.shutdown()
+    if received:
+        raise typer.Exit(signals.exit_code(received[0]))
+    raise typer.Exit(1 if counts["failed"] else 0)
 
 
 @weights_app.command("fetch", epilog=EXIT_CODES)

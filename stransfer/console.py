@@ -62,12 +62,6 @@ class ProgressRenderer:
             self.tasks[key] = self.progress.add_task(description, total=total, count="", info="")
         return self.tasks[key]
 
-    def finish(self, key: str) -> None:
-        """Drop a finished task so the next run of the same key starts a fresh bar."""
-        task = self.tasks.pop(key, None)
-        if task is not None:
-            self.progress.remove_task(task)
-
     def __call__(self, event: Event) -> None:
         if isinstance(event, Download):
             task = self._task("download:" + event.label, event.label, event.total or None)

@@ -69,12 +69,10 @@ def test_transparent_content_keeps_its_alpha(capsys, tmp_path, tiny_run):
     assert out.mode == "RGBA" and out.getpixel((2, 16))[3] == 0 and out.getpixel((30, 16))[3] == 255
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "not_image", "truncated"])
+@pytest.mark.parametrize("case", ["missing", "not_image", "truncated"])
 def test_bad_content_is_one_line_exit_1_no_output(capsys, tmp_path, make_image, tiny_run, case):
     if case == "missing":
         content = tmp_path / "nope.jpg"
-    elif case == "directory":
-        content = tmp_path
     elif case == "not_image":
         content = tmp_path / "readme.png"
         content.write_text("hello")
@@ -89,6 +87,13 @@ def test_bad_content_is_one_line_exit_1_no_output(capsys, tmp_path, make_image, 
     assert not out.exists()
 
 
+def test_a_folder_without_images_is_a_usage_error(capsys, tmp_path, tiny_run):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli(capsys, "stylize", empty, "-o", tmp_path / "outs", *tiny_run)
+    assert code == 2 and "no images found" in one_error_line(err)
+
+
 def test_read_only_output_folder(capsys, make_image, tiny_run, read_only_dir):
     code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", read_only_dir / "x.png", *tiny_run)
     assert code == 1
@@ -101,7 +106,7 @@ def test_one_bad_file_does_not_stop_the_others(capsys, make_image, tiny_run, tmp
     code, _, err = cli(capsys, "stylize", tmp_path / "missing.png", good, "-o", tmp_path / "outs", *tiny_run)
     assert code == 1
     assert (tmp_path / "outs" / "good_style_gatys.png").exists()
-    assert "1 written, 1 failed" in err
+    assert "1 written, 0 skipped, 1 failed" in err
 
 
 def test_existing_output_is_not_overwritten(capsys, make_image, tiny_run, tmp_path):

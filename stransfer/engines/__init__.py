@@ -45,6 +45,7 @@ class EngineSpec:
     build: Callable[[Any, Runtime, EngineInputs], Engine]
     needs_style: bool
     summary: str
+    batches: bool = False  # stylises a stack of equal-size images in one pass
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.Tensor:

@@ -144,5 +144,5 @@ def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
     return AdaIN(encoder, decoder, runtime, inputs.styles, blend, config.alpha, "+".join(inputs.style_names))
 
 
-SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, needs_style=True,
+SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, needs_style=True, batches=True,
                   summary="arbitrary style in one pass (Huang & Belongie): encoder, AdaIN, trained decoder")

@@ -118,5 +118,5 @@ def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> John
     return Johnson(net, runtime, str(payload.get("style", Path(config.model).stem)))
 
 
-SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False,
+SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True,
                   summary="feed-forward network per style (Johnson et al.): real time once trained")

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from stransfer import batch, weights
+from stransfer.engines.johnson import JohnsonArch, TransformerNet
+
+from conftest import gradient_image
+from test_cli import cli, one_error_line
+
+
+@pytest.fixture
+def photo_tree(tmp_path):
+    """photos/a.png, photos/b.jpg, photos/sub/c.png, photos/sub/deeper/d.png (+ a non-image text file)."""
+    root = tmp_path / "photos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i, rel in enumerate(["a.png", "b.jpg", "sub/c.png", "sub/deeper/d.png"]):
+        gradient_image(40, 32, seed=i).save(root / rel)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture
+def johnson_model(isolated_home):
+    """A tiny random Johnson model installed as NAME 'tiny' in $STRANSFER_HOME/models."""
+    arch = JohnsonArch(width=4, residual_blocks=1)
+    torch.manual_seed(0)
+    path = isolated_home / "models" / "tiny.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights.save_model(path, "johnson", TransformerNet(arch).state_dict(), arch=dataclasses.asdict(arch),
+                       style="tiny", style_image="tiny.jpg", backbone="vgg16", train_config={}, steps=1, record={})
+    return ["-m", "johnson", "--model", "tiny", "--size", "32", "--device", "cpu"]
+
+
+def test_collect_mirrors_folders_and_follows_links_without_looping(photo_tree):
+    (photo_tree / "sub" / "loop").symlink_to(photo_tree)  # a symlink loop
+    flat = batch.collect([str(photo_tree)])
+    assert [(s.name, str(r)) for s, r in flat] == [("a.png", "."), ("b.jpg", ".")]
+    deep = batch.collect([str(photo_tree)], recursive=True)
+    names = sorted((str(r), s.name) for s, r in deep)
+    assert ("sub", "c.png") in names and ("sub/deeper", "d.png") in names
+    assert len({s.resolve() for s, _ in deep}) == 4  # each image once, loop or not
+
+
+def test_collect_globs_stdin_and_duplicates(photo_tree):
+    found = batch.collect([str(photo_tree / "**" / "*.png")], recursive=True)
+    assert sorted(s.name for s, _ in found) == ["a.png", "c.png", "d.png"]
+    listed = batch.collect(["-", str(photo_tree / "a.png")], stdin=io.StringIO(f"{photo_tree / 'a.png'}\n\n"))
+    assert len(listed) == 1
+    with pytest.raises(Exception, match="no file matches"):
+        batch.collect([str(photo_tree / "*.gif")])
+
+
+def test_plan_names_outputs_and_refuses_collisions(tmp_path):
+    sources = [(Path("x/a.jpg"), Path("sub")), (Path("x/b.png"), Path("."))]
+    items = batch.plan(sources, tmp_path, "{stem}-{style}.{ext}", "wave", "johnson")
+    assert [i.output for i in items] == [tmp_path / "sub" / "a-wave.jpg", tmp_path / "b-wave.png"]
+    with pytest.raises(Exception, match="both write"):
+        batch.plan([(Path("a.jpg"), Path(".")), (Path("a.png"), Path("."))], tmp_path, "{stem}.png", "s", "m")
+    with pytest.raises(Exception, match="unknown field"):
+        batch.plan(sources, tmp_path, "{nope}.png", "s", "m")
+
+
+def test_folder_run_mirrors_tree_and_isolates_failures(capsys, tmp_path, photo_tree, johnson_model):
+    (photo_tree / "zero.png").write_bytes(b"")
+    (photo_tree / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, "stylize", photo_tree, "-r", "-o", out, "--json", "--batch-size", "2",
+                            *johnson_model)
+    assert code == 1
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(r["status"] for r in records) == ["failed"] * 2 + ["written"] * 4
+    assert {Path(r["output"]).relative_to(out).as_posix() for r in records if r["status"] == "written"} == {
+        "a_tiny_johnson.png", "b_tiny_johnson.png", "sub/c_tiny_johnson.png", "sub/deeper/d_tiny_johnson.png"}
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 2
+    assert "4 written, 0 skipped, 2 failed" in err
+    assert not list(out.rglob("*.tmp")) and not (out / "zero_tiny_johnson.png").exists()
+
+    code, stdout, err = cli(capsys, "stylize", photo_tree, "-r", "-o", out, "--skip-existing", *johnson_model)
+    assert code == 1 and "0 written, 4 skipped, 2 failed" in err
+
+
+def test_dry_run_lists_the_plan_and_writes_nothing(capsys, tmp_path, photo_tree, johnson_model):
+    code, stdout, _ = cli(capsys, "stylize", photo_tree, "-o", tmp_path / "out", "--dry-run", *johnson_model)
+    assert code == 0
+    assert stdout.count("-> ") == 2 and not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_cleanly_and_skip_existing_finishes(tmp_path, johnson_model, isolated_home):
+    """30 files, 3 broken: SIGTERM halfway stops after the current file; a rerun completes the job."""
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(27):
+        gradient_image(48, 40, seed=i).save(src / f"img{i:02d}.png")
+    (src / "trunc.png").write_bytes((src / "img00.png").read_bytes()[:60])
+    (src / "text.png").write_text("hello")
+    (src / "zero.png").write_bytes(b"")
+    out = tmp_path / "out"
+    # 256 px keeps each file busy long enough to be interrupted mid-run.
+    args = [sys.executable, "-m", "stransfer", "stylize", str(src), "-o", str(out), *johnson_model[:-4],
+            "--size", "256", "--device", "cpu", "--json"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STRANSFER_HOME": str(isolated_home)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.png")) if out.exists() else []) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "stopped early by SIGTERM" in stderr
+    first = len(list(out.glob("*.png")))
+    assert 5 <= first < 27
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+    for png in out.glob("*.png"):
+        Image.open(png).verify()
+
+    rerun = subprocess.run([*args, "--skip-existing"], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1  # the three broken files
+    statuses = [json.loads(line)["status"] for line in rerun.stdout.splitlines()]
+    assert statuses.count("skipped") == first and statuses.count("failed") == 3
+    assert len(list(out.glob("*.png"))) == 27
+    assert sum(1 for line in rerun.stderr.splitlines() if line.startswith("error:")) == 3
+
+
+def test_empty_glob_and_bad_template_are_usage_errors(capsys, tmp_path, johnson_model):
+    code, _, err = cli(capsys, "stylize", str(tmp_path / "*.jpg"), *johnson_model)
+    assert code == 2 and "no file matches" in one_error_line(err)
+    gradient_image(20, 20).save(tmp_path / "one.png")
+    code, _, err = cli(capsys, "stylize", str(tmp_path), "--name", "{oops}.png", *johnson_model)
+    assert code == 2 and "unknown field" in one_error_line(err)
+
+
+def test_torchrun_shards_files_so_each_output_is_written_once(tmp_path, johnson_model, isolated_home):
+    src = tmp_path / "twenty"
+    src.mkdir()
+    for i in range(20):
+        gradient_image(36, 30, seed=i).save(src / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "STRANSFER_HOME": str(isolated_home), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "stransfer", "stylize", str(src), "-o", str(out), "--json", *johnson_model],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    written = [json.loads(line)["output"] for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(written) == 20 and len(set(written)) == 20
+    assert len(list(out.glob("*.png"))) == 20
+    assert run.stderr.count("20 written, 0 skipped, 0 failed") == 1  # the summary, gathered on rank 0
