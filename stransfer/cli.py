@@ -275,11 +275,13 @@ StepsOpt = Annotated[int | None, typer.Option(help="Total optimiser steps (on --
 
 
 def _train(kind: str, run_dir: Path, resume: bool, steps: int | None, device: str | None, threads: int | None,
-           vgg_weights: Path | None) -> None:
+           vgg_weights: Path | None, world: distributed.World) -> None:
     with console.ProgressRenderer() as render:
         result = training.run(run_dir, resume, render, steps=steps, device=device, threads=threads,
-                              vgg_weights=vgg_weights)
-    console.stdout.print(f"{kind}: {result.steps} steps in {result.seconds / 60:.1f} min; run folder {run_dir}")
+                              vgg_weights=vgg_weights, world=world)
+    world.shutdown()
+    if world.is_main:
+        console.stdout.print(f"{kind}: {result.steps} steps in {result.seconds / 60:.1f} min; run folder {run_dir}")
 
 
 @train_app.command("johnson", epilog=EXIT_CODES)
@@ -309,10 +311,11 @@ def train_johnson(
     threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Train a Johnson feed-forward network for one style (resumable)."""
+    """Train a Johnson feed-forward network for one style (resumable; torchrun for several processes)."""
+    world = distributed.init()
     if resume is not None:
         _train("johnson", resume, True, steps, device.value if device.value != "auto" else None, threads,
-               vgg_weights)
+               vgg_weights, world)
         return
     if style is None or data is None or out is None:
         raise UsageError("train johnson needs --style, --data and --out (or --resume RUN_DIR)")
@@ -326,13 +329,14 @@ def train_johnson(
         style_size=style_size, learning_rate=learning_rate, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
-    if out.exists():
+    if out.exists() and world.is_main:
         raise UsageError(f"{out} already exists: choose another --out or remove it")
     run_dir = run_dir or Path("runs") / f"johnson-{style.stem}"
-    training.new_run("johnson", run_dir, cfg,
-                     {"style": str(style.resolve()), "data": str(data.resolve()), "out": str(out.resolve())},
-                     {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
-    _train("johnson", run_dir, False, None, None, threads, vgg_weights)
+    if world.is_main:
+        training.new_run("johnson", run_dir, cfg,
+                         {"style": str(style.resolve()), "data": str(data.resolve()), "out": str(out.resolve())},
+                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
+    _train("johnson", run_dir, False, None, None, threads, vgg_weights, world)
 
 
 @train_app.command("adain", epilog=EXIT_CODES)
@@ -360,10 +364,11 @@ def train_adain(
     threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Train the AdaIN decoder for this project's encoder (resumable)."""
+    """Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes)."""
+    world = distributed.init()
     if resume is not None:
         _train("adain", resume, True, steps, device.value if device.value != "auto" else None, threads,
-               vgg_weights)
+               vgg_weights, world)
         return
     if content_data is None or style_data is None or out is None:
         raise UsageError("train adain needs --content-data, --style-data and --out (or --resume RUN_DIR)")
@@ -375,13 +380,14 @@ def train_adain(
         cfg_type, "adain", steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate,
         lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
-    if out.exists():
+    if out.exists() and world.is_main:
         raise UsageError(f"{out} already exists: choose another --out or remove it")
     run_dir = run_dir or Path("runs") / f"adain-{out.stem}"
-    training.new_run("adain", run_dir, cfg, {"content_data": str(content_data.resolve()),
-                                             "style_data": str(style_data.resolve()), "out": str(out.resolve())},
-                     {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
-    _train("adain", run_dir, False, None, None, threads, vgg_weights)
+    if world.is_main:
+        training.new_run("adain", run_dir, cfg, {"content_data": str(content_data.resolve()),
+                                                 "style_data": str(style_data.resolve()), "out": str(out.resolve())},
+                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
+    _train("adain", run_dir, False, None, None, threads, vgg_weights, world)
 
 
 @app.command("models")

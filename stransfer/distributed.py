@@ -33,6 +33,14 @@ class World:
         dist.all_gather_object(out, obj)
         return out
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (run records and checkpoints, so no shared filesystem is needed)."""
+        if self.size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def gather_counts(self, results: list[Any]) -> Counter[str]:
         counts: Counter[str] = Counter({"written": 0, "skipped": 0, "failed": 0})
         for part in self.gather(Counter(r.status for r in results)):

@@ -123,3 +123,22 @@ def test_held_out_split_is_stable_and_disjoint():
     assert not set(train) & set(held) and len(train) + len(held) == 400
     assert 5 <= len(held) <= 40
     assert all(is_held_out(p) for p in held)
+
+
+def test_two_process_ddp_training_writes_the_same_kind_of_checkpoint(tmp_path, tiny_johnson_args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, double = tmp_path / "single", tmp_path / "double"
+    common = ["train", "johnson", *map(str, tiny_johnson_args), "--steps", "4"]
+    subprocess.run([sys.executable, "-m", "stransfer", *common, "--run-dir", str(single),
+                    "-o", str(tmp_path / "single.pth")], env=env, check=True, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "stransfer", *common, "--run-dir", str(double), "-o", str(tmp_path / "double.pth")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    a = torch.load(single / "checkpoint.pth", weights_only=True)
+    b = torch.load(double / "checkpoint.pth", weights_only=True)
+    assert a.keys() == b.keys() and a["model"].keys() == b["model"].keys() and b["step"] == 4
+    assert not any(k.startswith("module.") for k in b["model"])
+    assert sorted(log_losses(double)) == [1, 2, 3, 4]  # one log, written by rank 0
+    _, payload = load_transformer(tmp_path / "double.pth")
+    assert payload["steps"] == 4

@@ -9,6 +9,7 @@ from typing import Any
 from stransfer import config as config_mod
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.device import make_runtime
+from stransfer.distributed import World, runtime_for
 from stransfer.errors import InputError, UsageError
 from stransfer.events import EventCallback, ignore
 from stransfer.fileio import atomic_write
@@ -54,14 +55,15 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: int | None = None,
-        device: str | None = None, threads: int | None = None, vgg_weights: Path | None = None) -> TrainResult:
+        device: str | None = None, threads: int | None = None, vgg_weights: Path | None = None,
+        world: World = World()) -> TrainResult:
     """Build the task a run folder describes and train it (from its checkpoint when resuming)."""
-    record = read_run(run_dir)
+    record = world.broadcast(read_run(run_dir) if world.is_main else None)
     kind = record["task"]
     overrides = {**record["config"], **({"steps": steps} if steps is not None else {})}
     cfg = config_mod.build(config_type(kind), None, overrides)
     settings = record["runtime"]
-    runtime = make_runtime(device or settings["device"], settings["precision"], threads, cfg.seed)
+    runtime = runtime_for(make_runtime(device or settings["device"], settings["precision"], threads, cfg.seed), world)
     inputs = {k: Path(v) for k, v in record["inputs"].items()}
 
     layers = (*cfg.content_layers, *cfg.style_layers) if kind == "johnson" else (ENCODER_LAYER,)
@@ -77,7 +79,7 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
         style_train, style_held = split(list_images(inputs["style_data"]))
         # Previews come from held-out images; a folder too small to hold any out previews training images.
         task = AdainTask(cfg, runtime, backbone, content_train, style_train, content_held or content_train,
-                         style_held or style_train)
+                         style_held or style_train, world.rank)
     else:
         from stransfer.train.johnson import JohnsonTask
 
@@ -86,6 +88,7 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
         except InputError as e:
             raise UsageError(f"style {e}") from None
         train_files, held_out = split(list_images(inputs["data"]))
-        task = JohnsonTask(cfg, runtime, backbone, style, inputs["style"], train_files, held_out or train_files)
+        task = JohnsonTask(cfg, runtime, backbone, style, inputs["style"], train_files, held_out or train_files,
+                           world.rank)
     out = inputs.get("out")
-    return train(task, cfg, runtime, run_dir, out, on_event, resume=resume)
+    return train(task, cfg, runtime, run_dir, out, on_event, resume=resume, world=world)

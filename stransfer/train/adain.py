@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
@@ -51,11 +52,12 @@ class AdainTask:
     name = "adain"
 
     def __init__(self, cfg: AdainTrainConfig, runtime: Runtime, encoder: VGGFeatures, content_files: list[Path],
-                 style_files: list[Path], preview_content: list[Path], preview_style: list[Path]) -> None:
+                 style_files: list[Path], preview_content: list[Path], preview_style: list[Path],
+                 rank: int = 0) -> None:
         self.cfg, self.runtime, self.encoder = cfg, runtime, encoder
         self.model = Decoder(cfg.backbone)
-        self.contents = CropSampler(content_files, cfg.crop_size, cfg.seed)
-        self.styles = CropSampler(style_files, cfg.crop_size, cfg.seed + 1)
+        self.contents = CropSampler(content_files, cfg.crop_size, cfg.seed, rank)
+        self.styles = CropSampler(style_files, cfg.crop_size, cfg.seed + 1, rank)
         self.preview_pairs = list(zip(load_previews(preview_content, cfg.crop_size),
                                       load_previews(preview_style, cfg.crop_size)))
 
@@ -64,7 +66,7 @@ class AdainTask:
         return (self.contents.batch(step, self.cfg.batch_size).to(device),
                 self.styles.batch(step, self.cfg.batch_size).to(device))
 
-    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor], model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         content, style = batch
         with torch.no_grad(), self.runtime.autocast():
             content_f = self.encoder(content, [ENCODER_LAYER])[ENCODER_LAYER]
@@ -72,7 +74,7 @@ class AdainTask:
         style_stats = {k: losses.mean_std(v) for k, v in style_f.items()}
         target = adain(content_f, *style_stats[ENCODER_LAYER])
         with self.runtime.autocast():
-            out = self.model(target)
+            out = model(target)
             out_f = self.encoder(out, STYLE_LAYERS)
         content_term = losses.relative_sq_error(out_f[ENCODER_LAYER], target).mean()
         style_term = stats_loss(out_f, style_stats)

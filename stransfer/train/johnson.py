@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
@@ -59,10 +60,10 @@ class JohnsonTask:
     def batch(self, step: int) -> torch.Tensor:
         return self.sampler.batch(step, self.cfg.batch_size).to(self.runtime.device)
 
-    def loss(self, content: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, content: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         with self.runtime.autocast():
-            out = self.model(content)
+            out = model(content)
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import random
@@ -12,9 +13,11 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from stransfer.config import param
 from stransfer.device import Runtime
+from stransfer.distributed import World
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, Note, Step, ignore
 from stransfer.fileio import atomic_write
@@ -48,7 +51,9 @@ class Task(Protocol):
 
     def batch(self, step: int) -> Any: ...
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def loss(self, batch: Any, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of `batch` through `model`: the task's own model, or its DistributedDataParallel wrapper."""
+        ...
 
     def preview(self) -> torch.Tensor: ...
 
@@ -95,18 +100,31 @@ class TrainResult:
     final_losses: dict[str, float]
 
 
+def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    if not checkpoint.exists():
+        raise UsageError(f"{checkpoint.parent}: no {CHECKPOINT} to resume from")
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file raises many types
+        raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+
+
 def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Path | None,
-          on_event: EventCallback = ignore, resume: bool = False) -> TrainResult:
-    """Train `task.model` for cfg.steps, checkpointing into `run_dir`; on resume, continue from its checkpoint."""
+          on_event: EventCallback = ignore, resume: bool = False, world: World = World()) -> TrainResult:
+    """Train `task.model` for cfg.steps, checkpointing into `run_dir`; on resume, continue from its checkpoint.
+
+    Under torchrun each rank trains on its own stream of batches through DistributedDataParallel (gradients
+    averaged: the effective batch is batch_size x world size); only rank 0 reads and writes the run folder,
+    and broadcasts what it read.
+    """
     model = task.model.to(runtime.device).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     step, elapsed = 0, 0.0
     checkpoint = run_dir / CHECKPOINT
+    writer = world.is_main
     if resume:
-        if not checkpoint.exists():
-            raise UsageError(f"{run_dir}: no {CHECKPOINT} to resume from")
+        state = world.broadcast(_load_checkpoint(checkpoint) if writer else None)
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             step, elapsed = int(state["step"]), float(state["elapsed"])
@@ -114,38 +132,43 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
         except (KeyError, RuntimeError, ValueError, EOFError) as e:
             raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
         on_event(Note(f"resuming {task.name} at step {step} of {cfg.steps}"))
-        _truncate_log(run_dir / LOG, step)
-    else:
+        if writer:
+            _truncate_log(run_dir / LOG, step)
+    elif writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG).unlink(missing_ok=True)
 
+    runner: nn.Module = model
+    if world.size > 1:
+        runner = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
+                                         else None)
     losses: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
-    with (run_dir / LOG).open("a") as log:
+    with (run_dir / LOG).open("a") if writer else contextlib.nullcontext(None) as log:
         while step < cfg.steps:
             start = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = _lr(cfg, step)
             batch = task.batch(step)
             optimizer.zero_grad(set_to_none=True)
-            loss, losses = task.loss(batch)
+            loss, losses = task.loss(batch, runner)
             loss.backward()
             optimizer.step()
             step += 1
             elapsed += time.perf_counter() - start
             window_steps += 1
             on_event(Step(step, cfg.steps, losses, stage=f"train {task.name}"))
-            if (step % cfg.log_every == 0 or step == cfg.steps):
+            if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
                 rate = window_steps / max(time.perf_counter() - window_start, 1e-9)
                 log.write(json.dumps({"step": step, "lr": _lr(cfg, step - 1), "elapsed_s": round(elapsed, 2),
                                       "steps_per_s": round(rate, 4), **losses}) + "\n")
                 log.flush()
                 window_start, window_steps = time.perf_counter(), 0
-            if (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            if writer and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 with atomic_write(checkpoint) as f:
                     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                                 "elapsed": elapsed, "rng": _rng_state(), "task": task.name}, f)
-            if (step % cfg.preview_every == 0 or step == cfg.steps):
+            if writer and (step % cfg.preview_every == 0 or step == cfg.steps):
                 model.eval()
                 with torch.no_grad():
                     sheet = task.preview()
@@ -154,7 +177,8 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     model.eval()
     record = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
               "final_losses": {k: round(v, 5) for k, v in losses.items()}}
-    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    if out is not None:
-        task.save(out, step, record)
+    if writer:
+        (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if out is not None:
+            task.save(out, step, record)
     return TrainResult(step, elapsed, losses)
