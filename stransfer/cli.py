@@ -152,8 +152,13 @@ def stylize(
     model: Annotated[str | None, typer.Option(
         help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel="Johnson / AdaIN")]
     = None,
-    alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style.",
+    alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain).",
                                                 rich_help_panel="Johnson / AdaIN")] = None,
+    tile: Annotated[str | None, typer.Option(
+        help="Huge images in tiles: auto (when memory requires), off, or a tile side in pixels.",
+        rich_help_panel="Johnson / AdaIN")] = None,
+    tile_overlap: Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
+                                                     rich_help_panel="Johnson / AdaIN")] = None,
     device: DeviceOpt = Device["auto"],
     precision: PrecisionOpt = Precision["auto"],
     threads: ThreadsOpt = None,
@@ -169,7 +174,7 @@ def stylize(
         spec.config_type, spec.name, content_weight=content_weight, style_weight=style_weight,
         tv_weight=tv_weight, content_layers=content_layers, style_layers=style_layers, init=init,
         optimizer=optimizer, scales=_parse_scales(scales), iterations=iterations, save_every=save_every,
-        model=model, alpha=alpha))
+        model=model, alpha=alpha, tile=tile, tile_overlap=tile_overlap))
     style = style or []
     if spec.needs_style and not style:
         raise UsageError(f"-m {spec.name} needs a style image: -s FILE")

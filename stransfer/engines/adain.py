@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from stransfer import losses
+from stransfer import losses, tiling
 from stransfer.backbone import ARCHITECTURES, VGGFeatures
 from stransfer.config import param
 from stransfer.device import Runtime
@@ -24,10 +25,12 @@ ENCODER_LAYER = "relu4_1"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
-def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+          content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Content features re-normalised to the style's channel statistics; in fp32 even under bf16 autocast,
-    where the standard deviation of small activations would lose most of its digits."""
-    mean, std = losses.mean_std(content)
+    where the standard deviation of small activations would lose most of its digits. `content_stats`
+    replaces the features' own statistics (a tile takes those of its whole image)."""
+    mean, std = content_stats or losses.mean_std(content)
     return (content.float() - mean) / std * style_std + style_mean
 
 
@@ -94,18 +97,29 @@ class AdainConfig:
     model: str = param("adain_vgg16")
     # 1 = the style's statistics; 0 = the decoder's reconstruction of the content.
     alpha: float = param(1.0, ge=0.0, le=1.0)
+    # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
+    # "off", or a tile side in pixels.
+    tile: str = param("auto")
+    # Pixels two tiles share and blend across; about the encoder's and decoder's receptive fields.
+    tile_overlap: int = param(96, ge=0)
+
+
+# Working set of one encode + decode pass per pixel (VGG activations at full resolution), fp32, measured.
+BYTES_PER_PIXEL = 2400
 
 
 class AdaIN:
     name: ClassVar[str] = "adain"
 
     def __init__(self, encoder: VGGFeatures, decoder: Decoder, runtime: Runtime, styles: list[torch.Tensor],
-                 blend: list[float], alpha: float, style_name: str = "style") -> None:
+                 blend: list[float], alpha: float, style_name: str = "style", mask: torch.Tensor | None = None,
+                 style_scale: float = 1.0, tile: str = "auto", tile_overlap: int = 96) -> None:
         if not styles:
             raise ValueError("adain needs a style image")
         self.encoder, self.decoder = encoder.to(runtime.device), decoder.to(runtime.device)
         self.runtime, self.styles, self.blend, self.alpha = runtime, styles, blend, alpha
-        self.style_name = style_name
+        self.style_name, self.mask, self.style_scale = style_name, mask, style_scale
+        self.tile, self.tile_overlap = tile, tile_overlap
         self._stats: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -114,25 +128,91 @@ class AdaIN:
         with torch.no_grad(), self.runtime.autocast():
             return self.encoder(image.to(self.runtime.device), [ENCODER_LAYER])[ENCODER_LAYER]
 
+    def _stats_of(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channel mean and std at relu4_1; a large image is encoded in tiles whose sums are pooled, so the
+        statistics are those of the whole picture at bounded memory."""
+        h, w = image.shape[-2:]
+        tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=8)
+        if not tile:
+            return losses.mean_std(self._encode(image))
+        total = total_sq = None
+        count = 0
+        for top in range(0, h, tile):
+            for left in range(0, w, tile):
+                f = self._encode(image[..., top: top + tile, left: left + tile]).float()
+                s1, s2 = f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True)
+                total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
+                count += f.shape[2] * f.shape[3]
+        mean = total / count
+        return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
+
     def style_stats(self, long_side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Channel mean and std of each style at relu4_1, the style resized so its long side matches the
-        output's; computed once per output size."""
+        """Channel mean and std of each style at relu4_1, the style resized so its long side is the output's
+        (times style_scale); computed once per output size."""
         if long_side not in self._stats:
-            self._stats[long_side] = [
-                losses.mean_std(self._encode(resize(s, fit_long_side(s.shape[-2], s.shape[-1], long_side))))
-                for s in self.styles]
+            side = max(16, round(long_side * self.style_scale))
+            self._stats[long_side] = [self._stats_of(resize(s, fit_long_side(s.shape[-2], s.shape[-1], side)))
+                                      for s in self.styles]
         return self._stats[long_side]
 
-    @torch.no_grad()
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
-        h, w = content.shape[-2:]
-        features = self._encode(content).float()
-        target = sum(weight * adain(features, mean, std)
-                     for weight, (mean, std) in zip(self.blend, self.style_stats(max(h, w))))
-        target = self.alpha * target + (1.0 - self.alpha) * features
+    def _target(self, features: torch.Tensor, stats: list[tuple[torch.Tensor, torch.Tensor]],
+                content_stats: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """The AdaIN target: styles interpolated by weight in feature space, or with a mask (at the padded
+        image's size), the first style where it is white and the second (or the content itself) where it is
+        black; then alpha."""
+        features = features.float()
+        if mask is None:
+            target = sum(weight * adain(features, mean, std, content_stats)
+                         for weight, (mean, std) in zip(self.blend, stats))
+        else:
+            m = F.interpolate(mask.to(features), size=features.shape[-2:], mode="bilinear", align_corners=False)
+            second = adain(features, *stats[1], content_stats) if len(stats) > 1 else features
+            target = m * adain(features, *stats[0], content_stats) + (1 - m) * second
+        return self.alpha * target + (1.0 - self.alpha) * features
+
+    def _decode(self, target: torch.Tensor) -> torch.Tensor:
         with self.runtime.autocast():
-            out = self.decoder(target)
-        return out[..., :h, :w].float().clamp(0, 1).cpu()
+            return self.decoder(target).float().clamp(0, 1).cpu()
+
+    @torch.no_grad()
+    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
+                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
+        h, w = content.shape[-2:]
+        if styles is not None:  # e.g. recoloured to this content: statistics for this call only
+            saved, self.styles, self._stats = (self.styles, self._stats), styles, {}
+            try:
+                return self.stylize(content, on_event)
+            finally:
+                self.styles, self._stats = saved
+        stats = self.style_stats(max(h, w))
+        mask = None if self.mask is None else resize(self.mask, (h, w))
+        tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=8)
+        if not tile:
+            # The mask is padded like the image in _encode, so it lines up with the feature map.
+            padded_mask = None if mask is None else pad_to_multiple(mask, 8, 16)
+            return self._decode(self._target(self._encode(content), stats, None, padded_mask))[..., :h, :w]
+        outs = []
+        for image in content.split(1):
+            content_stats = self._stats_of(image)
+
+            def run_tile(piece: torch.Tensor) -> torch.Tensor:
+                ph, pw = piece.shape[-2:]
+                features = self._encode(piece)
+                return self._decode(self._target(features, stats, content_stats, None))[..., :ph, :pw]
+
+            if mask is None:
+                outs.append(tiling.apply(image, tile, self.tile_overlap, run_tile, multiple=8))
+            else:
+                # Masked tiles need their piece of the mask: stack it as a 4th channel through the tiler.
+                def run_masked(piece: torch.Tensor) -> torch.Tensor:
+                    ph, pw = piece.shape[-2:]
+                    features = self._encode(piece[:, :3])
+                    target = self._target(features, stats, content_stats, pad_to_multiple(piece[:, 3:], 8, 16))
+                    return self._decode(target)[..., :ph, :pw]
+
+                outs.append(tiling.apply(torch.cat([image, mask], dim=1), tile, self.tile_overlap, run_masked,
+                                         multiple=8))
+        return torch.cat(outs).clamp(0, 1)
 
 
 def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
@@ -140,8 +220,10 @@ def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
         raise UsageError("-m adain needs a style image: -s FILE")
     decoder, payload = load_decoder(find_model(config.model))
     encoder = encoder_from(payload["backbone"], resolve(payload["backbone"], inputs.vgg_weights, inputs.on_event)[0])
-    blend = [1.0 / len(inputs.styles)] * len(inputs.styles)
-    return AdaIN(encoder, decoder, runtime, inputs.styles, blend, config.alpha, "+".join(inputs.style_names))
+    tiling.parse_tile(config.tile)
+    blend = inputs.style_weights or [1.0 / len(inputs.styles)] * len(inputs.styles)
+    return AdaIN(encoder, decoder, runtime, inputs.styles, blend, config.alpha, "+".join(inputs.style_names),
+                 inputs.mask, inputs.style_scale, config.tile, config.tile_overlap)
 
 
 SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, needs_style=True, batches=True,

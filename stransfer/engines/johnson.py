@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
+from stransfer.images import resize
 from stransfer.weights import find_model, load_model
 
 
@@ -27,6 +29,26 @@ class JohnsonArch:
     residual_blocks: int = 5
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """Instance norm that can reuse statistics recorded on another image: tiles of a huge image all take the
+    statistics of the whole (downscaled) picture, so they agree where they meet."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+        self.recording = False
+        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recording:
+            xf = x.float()
+            self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
+        if self.frozen is None:
+            return super().forward(x)
+        mean, var = self.frozen
+        normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
+        return normed * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+
+
 class ConvLayer(nn.Sequential):
     """Reflection padding (no dark borders), convolution, optional instance norm and ReLU."""
 
@@ -34,7 +56,7 @@ class ConvLayer(nn.Sequential):
                  relu: bool = True) -> None:
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(InstanceNorm(cout))
         if relu:
             layers.append(nn.ReLU())
         super().__init__(*layers)
@@ -96,26 +118,63 @@ def load_transformer(path: Path) -> tuple[TransformerNet, dict[str, Any]]:
 class JohnsonConfig:
     # NAME of a model in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
     model: str = param("starry_night")
+    # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
+    # "off", or a tile side in pixels.
+    tile: str = param("auto")
+    # Pixels two tiles share and blend across; about the network's receptive field.
+    tile_overlap: int = param(96, ge=0)
+
+
+# Working set of one inference pass per pixel (activations and padded copies), measured with the shipped
+# architecture in fp32; bf16 needs less, so the estimate errs on the safe side.
+BYTES_PER_PIXEL = 600
 
 
 class Johnson:
     name: ClassVar[str] = "johnson"
 
-    def __init__(self, net: TransformerNet, runtime: Runtime, style_name: str) -> None:
+    def __init__(self, net: TransformerNet, runtime: Runtime, style_name: str, tile: str = "auto",
+                 tile_overlap: int = 96) -> None:
         self.net, self.runtime, self.style_name = net.to(runtime.device), runtime, style_name
+        self.tile, self.tile_overlap = tile, tile_overlap
+        self.norms = [m for m in self.net.modules() if isinstance(m, InstanceNorm)]
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        with self.runtime.autocast():
+            return self.net(x.to(self.runtime.device)).float().clamp(0, 1).cpu()
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
-        with self.runtime.autocast():
-            out = self.net(content.to(self.runtime.device))
-        return out.float().clamp(0, 1).cpu()
+    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
+                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if styles is not None:
+            raise UsageError("-m johnson has its style baked into the model; it takes no style images")
+        h, w = content.shape[-2:]
+        tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=4)
+        if not tile:
+            return self._run(content)
+        outs = []
+        for image in content.split(1):
+            # Statistics of the whole picture (downscaled only as far as memory requires), then every tile
+            # normalised with them: tiles normalised by their own statistics would each get their own colours.
+            for norm in self.norms:
+                norm.recording = True
+            self._run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
+            for norm in self.norms:
+                norm.recording = False
+            try:
+                outs.append(tiling.apply(image, tile, self.tile_overlap, self._run, multiple=4))
+            finally:
+                for norm in self.norms:
+                    norm.frozen = None
+        return torch.cat(outs).clamp(0, 1)
 
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
     if inputs.styles:
         raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
+    tiling.parse_tile(config.tile)
     net, payload = load_transformer(find_model(config.model))
-    return Johnson(net, runtime, str(payload.get("style", Path(config.model).stem)))
+    return Johnson(net, runtime, str(payload.get("style", Path(config.model).stem)), config.tile, config.tile_overlap)
 
 
 SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True,

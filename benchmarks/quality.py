@@ -1,0 +1,91 @@
+"""Quality of the engines on photos and styles they never trained on, with the reference metric.
+
+    python benchmarks/quality.py johnson --model starry_night [--photos DIR] [--size 512]
+    python benchmarks/quality.py adain --model adain_vgg16 --styles DIR [--alpha 1.0]
+
+For each content photo (default: the photos of ../shared/data/samples where present, else examples/) prints the
+style distance, the photo's own style distance, their ratio, and the content distance; then the means.
+A johnson model is scored against the style image it was trained on (examples/<style>.jpg or --style).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from stransfer import images, metrics, weights
+from stransfer.backbone import VGGFeatures
+from stransfer.device import make_runtime
+from stransfer.engines import ENGINES, EngineInputs
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "samples"
+# Photos among the samples (the rest are artworks); none of them is in the training folder content/.
+SAMPLE_PHOTOS = ("tubingen", "chicago", "golden_gate", "cornell", "newyork", "sailboat", "flowers", "amber")
+
+
+def default_photos() -> list[Path]:
+    found = [SAMPLES / f"{name}.jpg" for name in SAMPLE_PHOTOS if (SAMPLES / f"{name}.jpg").exists()]
+    return found or [REPO / "examples" / "tubingen.jpg"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("method", choices=["johnson", "adain"])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--style", type=Path, help="johnson: the style image (default examples/<style>.jpg)")
+    parser.add_argument("--styles", type=Path, help="adain: a folder of style images never trained on")
+    parser.add_argument("--photos", type=Path, help="folder of content photos never trained on")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--pairs", type=int, default=8, help="adain: number of (photo, style) pairs")
+    args = parser.parse_args()
+
+    runtime = make_runtime(args.device, args.precision, seed=0)
+    metric_net = VGGFeatures("vgg16", deepest="relu4_3")
+    metric_net.load_weights(weights.resolve("vgg16")[0])
+    photos = sorted(args.photos.glob("*.jpg")) if args.photos else default_photos()
+    spec = ENGINES[args.method]
+
+    if args.method == "johnson":
+        payload = weights.load_model(weights.find_model(args.model), "johnson")
+        style_path = args.style or REPO / "examples" / payload.get("style_image", f"{payload['style']}.jpg")
+        engine = spec.build(spec.config_type(model=args.model), runtime, EngineInputs())
+        pairs = [(p, style_path) for p in photos]
+    else:
+        if args.styles is None:
+            parser.error("adain needs --styles DIR (artworks it never trained on)")
+        styles = sorted(args.styles.glob("*.jpg"))
+        pairs = [(photos[i % len(photos)], styles[i % len(styles)]) for i in range(args.pairs)]
+        engine = None
+
+    print(f"# quality: {args.method} {args.model}, {args.size} px, {runtime.device}, {runtime.precision}")
+    print("| content | style | style distance | content's own | ratio | content distance | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    totals = []
+    for photo, style_path in pairs:
+        content_full = images.load_image(photo).rgb
+        style = images.load_image(style_path).rgb
+        if engine is None or args.method == "adain":
+            engine = spec.build(spec.config_type(model=args.model, alpha=args.alpha), runtime,
+                                EngineInputs(styles=[style], style_names=[style_path.stem]))
+        content = images.resize_long_side(content_full, args.size)
+        start = time.perf_counter()
+        out = engine.stylize(content)
+        seconds = time.perf_counter() - start
+        s = metrics.score(metric_net, out, content_full, style)
+        totals.append((s.style, s.content_own_style, s.style_ratio, s.content))
+        print(f"| {photo.stem} | {style_path.stem} | {s.style:.3f} | {s.content_own_style:.3f} | "
+              f"{s.style_ratio:.3f} | {s.content:.3f} | {seconds:.2f} |", flush=True)
+    means = [sum(t[i] for t in totals) / len(totals) for i in range(4)]
+    print(f"| **mean** | | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {means[3]:.3f} | |")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,105 @@
+"""Huge images in bounded memory: stylise overlapping tiles and blend them with feathered weights, so the
+working set depends on the tile size, not on the image size."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+
+from stransfer.errors import ConfigError
+
+# The working set we allow one network pass: a quarter of the free memory, and never more than 2 GiB, so a
+# 4096 px image stays within a few GB whatever the machine.
+MAX_WORKING_SET = 2 << 30
+
+
+def available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: assume a modest laptop
+        return 8 << 30
+
+
+def working_budget() -> int:
+    return min(available_memory() // 4, MAX_WORKING_SET)
+
+
+def fit_budget(height: int, width: int, bytes_per_pixel: int) -> tuple[int, int]:
+    """The largest (h, w) of the same shape whose working set fits the budget (the size itself if it fits)."""
+    scale = min(1.0, math.sqrt(working_budget() / bytes_per_pixel / (height * width)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def parse_tile(value: str) -> int | None:
+    """"auto" -> None (decide per image), "off" -> 0 (never tile), "N" -> N."""
+    if value == "auto":
+        return None
+    if value == "off":
+        return 0
+    try:
+        tile = int(value)
+    except ValueError:
+        raise ConfigError(f"'tile' must be auto, off or a size in pixels (got {value!r})") from None
+    if tile < 64:
+        raise ConfigError(f"'tile' must be at least 64 pixels (got {tile})")
+    return tile
+
+
+def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, multiple: int) -> int:
+    """Tile side for an image, 0 meaning no tiling. `bytes_per_pixel` is the engine's measured working set."""
+    tile = parse_tile(setting)
+    if tile is None:
+        budget = working_budget()
+        if height * width * bytes_per_pixel <= budget:
+            return 0
+        tile = max(256, int(math.sqrt(budget / bytes_per_pixel)))
+    return 0 if tile == 0 or tile >= max(height, width) else max(multiple, tile // multiple * multiple)
+
+
+def starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
+    """Tile offsets: consecutive tiles share at least `overlap` pixels, and every offset is a multiple of
+    `multiple` so each tile sees the network's pooling grid exactly as the whole image would. The last tile
+    runs to the end of the image (up to multiple - 1 pixels longer than `tile`)."""
+    if tile >= length:
+        return [0]
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    offsets = list(range(0, length - tile, stride))
+    last = (length - tile) // multiple * multiple
+    if not offsets or offsets[-1] != last:
+        offsets.append(last)
+    return offsets
+
+
+def _ramp(size: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Tensor:
+    r = torch.ones(size)
+    if overlap > 0:
+        edge = (torch.arange(size, dtype=torch.float32) + 0.5) / overlap
+        if fade_start:
+            r = torch.minimum(r, edge)
+        if fade_end:
+            r = torch.minimum(r, edge.flip(0))
+    return r.clamp_min(1e-3)
+
+
+def apply(image: torch.Tensor, tile: int, overlap: int, fn: Callable[[torch.Tensor], torch.Tensor],
+          multiple: int = 8) -> torch.Tensor:
+    """fn over overlapping tiles of `image` (1, C, H, W), blended: each tile's weight fades linearly to its
+    inner edges over `overlap` pixels, so no seam shows where two tiles meet."""
+    _, _, h, w = image.shape
+    out = torch.zeros(1, 3, h, w)
+    weight = torch.zeros(1, 1, h, w)
+    tops, lefts = starts(h, tile, overlap, multiple), starts(w, tile, overlap, multiple)
+    for top in tops:
+        for left in lefts:
+            bottom = h if top == tops[-1] else min(h, top + tile)
+            right = w if left == lefts[-1] else min(w, left + tile)
+            result = fn(image[..., top:bottom, left:right]).float().cpu()
+            wy = _ramp(bottom - top, top > 0, bottom < h, overlap)
+            wx = _ramp(right - left, left > 0, right < w, overlap)
+            mask = (wy[:, None] * wx[None, :])[None, None]
+            out[..., top:bottom, left:right] += result * mask
+            weight[..., top:bottom, left:right] += mask
+    return out / weight

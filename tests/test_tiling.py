@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stransfer import tiling
+from stransfer.device import make_runtime
+from stransfer.engines.adain import AdaIN, Decoder, encoder_from
+from stransfer.engines.johnson import Johnson, JohnsonArch, TransformerNet
+from stransfer.errors import ConfigError
+
+
+@pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 40, 8, 8), (37, 16, 4, 4), (64, 64, 8, 8)])
+def test_tiles_cover_the_image_on_the_pooling_grid(length, tile, overlap, multiple):
+    offsets = tiling.starts(length, tile, overlap, multiple)
+    covered = torch.zeros(length, dtype=torch.bool)
+    for o in offsets:
+        covered[o: length if o == offsets[-1] else o + tile] = True
+        assert o % multiple == 0
+    assert covered.all()
+    for a, b in zip(offsets, offsets[1:]):
+        assert a + tile - b >= overlap  # neighbours share at least the overlap
+
+
+def blur(x: torch.Tensor) -> torch.Tensor:
+    kernel = torch.ones(3, 1, 5, 5) / 25
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, groups=3)
+
+
+def test_blended_tiles_match_the_whole_image_for_a_local_operation():
+    image = torch.rand(1, 3, 70, 90)
+    tiled = tiling.apply(image, tile=32, overlap=16, fn=blur, multiple=8)
+    assert tiled.shape == image.shape
+    assert (tiled - blur(image)).abs().max() < 0.02  # only the fade zones see the tiles' own borders
+    identity = tiling.apply(image, tile=32, overlap=16, fn=lambda t: t, multiple=8)
+    torch.testing.assert_close(identity, image)
+
+
+def test_tile_choice():
+    assert tiling.choose_tile("off", 5000, 5000, 1000, 8) == 0
+    assert tiling.choose_tile("256", 1000, 800, 1000, 8) == 256
+    assert tiling.choose_tile("256", 200, 100, 1000, 8) == 0  # smaller than one tile
+    assert tiling.choose_tile("auto", 100, 100, 1000, 8) == 0
+    auto = tiling.choose_tile("auto", 20000, 20000, 2400, 8)
+    assert 256 <= auto < 20000 and auto % 8 == 0
+    assert auto * auto * 2400 <= tiling.MAX_WORKING_SET
+    with pytest.raises(ConfigError):
+        tiling.parse_tile("huge")
+
+
+def smooth_image(h: int, w: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return F.interpolate(torch.rand(1, 3, h // 16, w // 16, generator=g), size=(h, w), mode="bicubic",
+                         align_corners=False).clamp(0, 1)
+
+
+def seam_score(out: torch.Tensor, positions: list[int]) -> float:
+    """Mean jump across the given columns relative to the mean jump between any two neighbouring columns."""
+    jumps = (out[..., :, 1:] - out[..., :, :-1]).abs().mean(dim=(0, 1, 2))
+    return float(jumps[[p - 1 for p in positions]].mean() / jumps.mean())
+
+
+def test_johnson_tiles_share_the_whole_images_statistics():
+    torch.manual_seed(0)
+    engine = Johnson(TransformerNet(JohnsonArch(width=4, residual_blocks=1)).eval(), make_runtime("cpu", "fp32"),
+                     "t", tile="off")
+    image = smooth_image(96, 160)
+    whole = engine.stylize(image)
+    engine.tile, engine.tile_overlap = "64", 32
+    tiled = engine.stylize(image)
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().mean() < 0.03
+    assert seam_score(tiled, [32, 64, 96]) < 2.0
+    assert all(norm.frozen is None for norm in engine.norms)  # nothing left frozen for the next image
+
+
+def test_adain_tiles_agree_with_the_whole_image(random_vgg16):
+    state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
+    torch.manual_seed(0)
+    engine = AdaIN(encoder_from("vgg16", state), Decoder().eval(), make_runtime("cpu", "fp32"),
+                   [smooth_image(64, 64)], [1.0], alpha=1.0, tile="off")
+    image = smooth_image(96, 160)
+    whole = engine.stylize(image)
+    engine.tile, engine.tile_overlap, engine._stats = "64", 32, {}
+    tiled = engine.stylize(image)
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().mean() < 0.05
