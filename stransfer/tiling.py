@@ -84,6 +84,21 @@ def _ramp(size: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Te
     return r.clamp_min(1e-3)
 
 
+def regions(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[tuple[slice, slice]]:
+    """The (rows, columns) of every tile, row by row."""
+    tops, lefts = starts(height, tile, overlap, multiple), starts(width, tile, overlap, multiple)
+    return [(slice(top, height if top == tops[-1] else min(height, top + tile)),
+             slice(left, width if left == lefts[-1] else min(width, left + tile)))
+            for top in tops for left in lefts]
+
+
+def feather(rows: slice, cols: slice, height: int, width: int, overlap: int) -> torch.Tensor:
+    """(1, 1, h, w) weights of one tile: 1 inside, fading linearly to the edges it shares with other tiles."""
+    wy = _ramp(rows.stop - rows.start, rows.start > 0, rows.stop < height, overlap)
+    wx = _ramp(cols.stop - cols.start, cols.start > 0, cols.stop < width, overlap)
+    return (wy[:, None] * wx[None, :])[None, None]
+
+
 def apply(image: torch.Tensor, tile: int, overlap: int, fn: Callable[[torch.Tensor], torch.Tensor],
           multiple: int = 8) -> torch.Tensor:
     """fn over overlapping tiles of `image` (1, C, H, W), blended: each tile's weight fades linearly to its
@@ -91,15 +106,8 @@ def apply(image: torch.Tensor, tile: int, overlap: int, fn: Callable[[torch.Tens
     _, _, h, w = image.shape
     out = torch.zeros(1, 3, h, w)
     weight = torch.zeros(1, 1, h, w)
-    tops, lefts = starts(h, tile, overlap, multiple), starts(w, tile, overlap, multiple)
-    for top in tops:
-        for left in lefts:
-            bottom = h if top == tops[-1] else min(h, top + tile)
-            right = w if left == lefts[-1] else min(w, left + tile)
-            result = fn(image[..., top:bottom, left:right]).float().cpu()
-            wy = _ramp(bottom - top, top > 0, bottom < h, overlap)
-            wx = _ramp(right - left, left > 0, right < w, overlap)
-            mask = (wy[:, None] * wx[None, :])[None, None]
-            out[..., top:bottom, left:right] += result * mask
-            weight[..., top:bottom, left:right] += mask
+    for rows, cols in regions(h, w, tile, overlap, multiple):
+        mask = feather(rows, cols, h, w, overlap)
+        out[..., rows, cols] += fn(image[..., rows, cols]).float().cpu() * mask
+        weight[..., rows, cols] += mask
     return out / weight

@@ -114,3 +114,15 @@ def test_style_scale_changes_the_style_targets(random_vgg16):
     full = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style]).regions((32, 32))[0].grams["relu1_2"]
     half = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style], style_scale=0.5).regions((32, 32))[0].grams
     assert not torch.allclose(full, half["relu1_2"])
+
+
+def test_tiled_scale_optimises_every_tile_and_blends_them(random_vgg16):
+    cfg = dataclasses.replace(GatysConfig(), scales=(0.5, 1.0), iterations=(3, 2), tile="64", tile_overlap=16)
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    events = []
+    out = engine.stylize(structured(2, 96, 128), events.append)
+    steps = [e for e in events if isinstance(e, Step)]
+    # 48x64 fits one tile; 96x128 takes 2 x 3 tiles of 64 px (stride 48): 3 + 6 * 2 evaluations in all.
+    assert steps[-1].step == steps[-1].total == 3 + 6 * 2
+    assert any("tile 6/6" in e.stage for e in steps)
+    assert out.shape == (1, 3, 96, 128) and 0 <= out.min() and out.max() <= 1

@@ -43,9 +43,9 @@ def test_tile_choice():
     assert tiling.choose_tile("256", 1000, 800, 1000, 8) == 256
     assert tiling.choose_tile("256", 200, 100, 1000, 8) == 0  # smaller than one tile
     assert tiling.choose_tile("auto", 100, 100, 1000, 8) == 0
-    auto = tiling.choose_tile("auto", 20000, 20000, 2400, 8)
+    auto = tiling.choose_tile("auto", 20000, 20000, 1000, 8)
     assert 256 <= auto < 20000 and auto % 8 == 0
-    assert auto * auto * 2400 <= tiling.MAX_WORKING_SET
+    assert auto * auto * 1000 <= tiling.MAX_WORKING_SET
     with pytest.raises(ConfigError):
         tiling.parse_tile("huge")
 

@@ -1,0 +1,135 @@
+"""Batch throughput and peak memory per engine.
+
+    python benchmarks/batch_memory.py [--engines johnson,adain,gatys] [--sizes 1024,2048,4096]
+
+1. Images per second over a folder of 512 px images (`stransfer stylize FOLDER`, one process, model loaded once).
+2. Peak resident memory (RSS) of one `stransfer stylize` process per output size, with `--tile auto`.
+
+Each measurement runs the real command in a fresh process and reads its peak RSS from the kernel (wait4), so
+start-up and image buffers are included. Johnson and AdaIN use random-weight models of the shipped
+architectures (weights do not change cost); Gatys uses the real VGG16 from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from stransfer import weights
+from stransfer.engines.adain import Decoder
+from stransfer.engines.johnson import JohnsonArch, TransformerNet
+from stransfer.train.johnson import JohnsonTrainConfig
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def make_models(models: Path) -> None:
+    models.mkdir(parents=True, exist_ok=True)
+    cfg = JohnsonTrainConfig()
+    arch = JohnsonArch(cfg.width, cfg.residual_blocks)
+    weights.save_model(models / "bench_johnson.pth", "johnson", TransformerNet(arch).state_dict(),
+                       arch=dataclasses.asdict(arch), style="bench", style_image="starry_night.jpg",
+                       backbone="vgg16", train_config={}, steps=0, record={})
+    weights.save_model(models / "bench_adain.pth", "adain", Decoder().state_dict(), backbone="vgg16",
+                       encoder_layer="relu4_1", encoder_digest="", train_config={}, steps=0, record={})
+
+
+def photo(path: Path, side: int) -> Path:
+    """The Tübingen example resized to side x side (upscaled past 1024): a real photo at any size."""
+    with Image.open(EXAMPLES / "tubingen.jpg") as im:
+        im.convert("RGB").resize((side, side), Image.Resampling.BICUBIC).save(path, quality=92)
+    return path
+
+
+def engine_args(engine: str) -> list[str]:
+    style = ["-s", str(EXAMPLES / "starry_night.jpg")]
+    return {"johnson": ["-m", "johnson", "--model", "bench_johnson"],
+            "adain": ["-m", "adain", "--model", "bench_adain", *style],
+            "gatys": ["-m", "gatys", *style]}[engine]
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of `python -m stransfer ARGS` in a fresh process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "stransfer", *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"failed: {' '.join(args)}\n{done.stderr}")
+    return time.perf_counter() - start, done.stdout
+
+
+def peak_rss(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run and measure with wait4 ourselves, so the kernel's peak RSS of exactly that child is read."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # child: become the command
+        os.execve(sys.executable, [sys.executable, "-m", "stransfer", *args, "--overwrite"], env)
+    _, status, usage = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(args)}")
+    return time.perf_counter() - start, usage.ru_maxrss * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="johnson,adain,gatys")
+    parser.add_argument("--sizes", default="1024,2048,4096")
+    parser.add_argument("--gatys-max-size", type=int, default=2048, help="Gatys is minutes per megapixel")
+    parser.add_argument("--folder-images", type=int, default=8)
+    args = parser.parse_args()
+    engines = args.engines.split(",")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        home = tmp / "home"
+        make_models(home / "models")
+        cache = weights.cache_path("vgg16")
+        if cache.exists():  # reuse the user's verified VGG16 instead of fetching it again
+            home.mkdir(exist_ok=True)
+            os.symlink(cache, home / cache.name)
+            os.symlink(weights.cache_path("vgg16").with_suffix(".json"), home / cache.with_suffix(".json").name)
+        env = {**os.environ, "STRANSFER_HOME": str(home)}
+        print(f"# batch throughput and memory: {torch.get_num_threads()} threads, torch {torch.__version__}")
+
+        folder = tmp / "folder"
+        folder.mkdir()
+        for i in range(args.folder_images):
+            photo(folder / f"p{i}.jpg", 512 + 8 * i)  # slightly different sizes: the real-world case
+        print("\n| engine | images | wall s | images/s (per-file time, model loaded once) |")
+        print("|---|---|---|---|")
+        for engine in engines:
+            count = 2 if engine == "gatys" else args.folder_images
+            files = sorted(folder.iterdir())[:count]
+            out = tmp / f"out-{engine}"
+            seconds, stdout = run(["stylize", *map(str, files), "-o", str(out), "--size", "512", "--json",
+                                      *engine_args(engine)], env)
+            per_file = sum(json.loads(line)["seconds"] for line in stdout.splitlines() if line.startswith("{"))
+            print(f"| {engine} | {count} | {seconds:.1f} | {count / per_file:.2f} |", flush=True)
+
+        print("\n| engine | output | tile | wall s | peak RSS GB |")
+        print("|---|---|---|---|---|")
+        for engine in engines:
+            for side in map(int, args.sizes.split(",")):
+                if engine == "gatys" and side > args.gatys_max_size:
+                    continue
+                source = photo(tmp / f"big{side}.jpg", side) if not (tmp / f"big{side}.jpg").exists() \
+                    else tmp / f"big{side}.jpg"
+                out = tmp / f"big-{engine}-{side}.png"
+                cmd = ["stylize", str(source), "-o", str(out), "--size", str(side), *engine_args(engine)]
+                if engine != "gatys":
+                    cmd += ["--tile", "auto"]
+                seconds, rss = peak_rss(cmd, env)
+                print(f"| {engine} | {side}x{side} | auto | {seconds:.1f} | {rss / 1e9:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
