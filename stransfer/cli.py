@@ -7,17 +7,18 @@ import enum
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from stransfer import config as config_mod
-from stransfer import batch, color, console, distributed, images, signals, weights
+from stransfer import batch, color, console, distributed, gallery, images, metrics, signals, weights
 from stransfer import train as training
 from stransfer.device import DEVICE_NAMES, PRECISIONS, make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.errors import InputError, StransferError, UsageError
+from stransfer.errors import InputError, StransferError, UsageError, WeightsError
 
 EXIT_CODES = (
     "Exit codes: 0 every output written; 1 some input failed (the others were still written) or the run "
@@ -393,6 +394,105 @@ def train_adain(
                                                  "style_data": str(style_data.resolve()), "out": str(out.resolve())},
                          {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
     _train("adain", run_dir, False, None, None, threads, vgg_weights, world)
+
+
+@app.command("eval", epilog=EXIT_CODES)
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="A stylised image, or a manifest CSV (output,style,content) or a "
+                                                "folder holding manifest.csv.", show_default=False)],
+    style: Annotated[Path | None, typer.Option("--style", "-s", help="The style image (for one output).")] = None,
+    content: Annotated[Path | None, typer.Option("--content", "-c", help="The content image (for one output).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per output on stdout.")] = False,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Score outputs with the reference metric: style distance, content distance, the content's own style
+    distance (FACTS.md: Grams of relu1_2..relu4_3, relu3_3 features, VGG16, at the output's resolution)."""
+    if target.suffix.lower() == ".csv" or target.is_dir():
+        triples = metrics.read_manifest(target)
+    else:
+        if style is None or content is None:
+            raise UsageError("eval of one image needs --style and --content (or give a manifest)")
+        triples = [(target, style, content)]
+    with console.ProgressRenderer() as render:
+        net = metrics.metric_backbone(weights.resolve("vgg16", vgg_weights, render)[0])
+    failed = 0
+    for out_path, style_path, content_path in triples:
+        try:
+            s = metrics.score(net, *(images.load_image(p).rgb for p in (out_path, content_path, style_path)))
+        except InputError as e:
+            console.error(str(e))
+            failed += 1
+            continue
+        if as_json:
+            console.stdout.print_json(data={"output": str(out_path), "style": str(style_path),
+                                            "content": str(content_path), "style_distance": s.style,
+                                            "content_distance": s.content, "content_own_style_distance":
+                                            s.content_own_style, "style_ratio": s.style_ratio}, indent=None)
+        else:
+            console.stdout.print(f"{out_path}: style distance {s.style:.4f} (content's own {s.content_own_style:.4f},"
+                                 f" ratio {s.style_ratio:.3f}), content distance {s.content:.4f}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("gallery", epilog=EXIT_CODES)
+def gallery_command(
+    content: Annotated[list[Path], typer.Option("--content", "-c", help="Content image (repeatable): the rows.")],
+    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style image (repeatable): the columns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The sheet to write (png, jpg, webp).")],
+    methods: Annotated[str, typer.Option(help="Engines, one cell each; johnson uses the model named after "
+                                              "the style file.")] = "gatys,johnson,adain",
+    sweep: Annotated[str | None, typer.Option(
+        help="One setting of one engine instead, e.g. alpha=0.25,0.5,1 or style_weight=1,5,20.")] = None,
+    size: Annotated[int, typer.Option(help="Long side of each result in pixels.")] = 256,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["auto"],
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """A labelled contact sheet: rows = content, columns = style, a cell per engine (or per setting), with
+    timings in the captions."""
+    images.check_writable(output, overwrite)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in names:
+        if m not in ENGINES:
+            raise UsageError(f"--methods: unknown engine '{m}' (known: {', '.join(ENGINES)})")
+    settings: list[tuple[str, dict[str, Any]]] = [(m, {}) for m in names]
+    if sweep is not None:
+        key, _, values = sweep.partition("=")
+        if len(names) != 1 or not values:
+            raise UsageError("--sweep KEY=V1,V2 needs exactly one engine in --methods")
+        settings = [(names[0], {key.strip(): v}) for v in values.split(",")]
+    runtime = make_runtime(device.value, precision.value, seed=0)
+    try:
+        contents = [(p.stem, images.resize_long_side(images.load_image(p).rgb, size)) for p in content]
+        styles = [(p.stem, images.load_image(p).rgb) for p in style]
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    cells: list[list[list[gallery.Cell]]] = [[[] for _ in styles] for _ in contents]
+    with console.ProgressRenderer() as render:
+        for column, (style_name, style_rgb) in enumerate(styles):
+            for method, overrides in settings:
+                spec = ENGINES[method]
+                label = method + "".join(f" {k} {v}" for k, v in overrides.items())
+                try:
+                    model = {} if spec.needs_style else {"model": style_name}
+                    cfg = config_mod.build(spec.config_type, None, {**model, **overrides})
+                    engine = spec.build(cfg, runtime, EngineInputs(
+                        styles=[style_rgb] if spec.needs_style else [], style_names=[style_name],
+                        vgg_weights=vgg_weights, on_event=render))
+                except WeightsError:
+                    for row in cells:
+                        row[column].append(gallery.Cell(None, f"{label}: no model"))
+                    continue
+                for row, (_, content_rgb) in zip(cells, contents):
+                    start = time.perf_counter()
+                    out = engine.stylize(content_rgb, render)
+                    row[column].append(gallery.Cell(out, f"{label} · {time.perf_counter() - start:.1f} s"))
+    sheet = gallery.sheet(contents, styles, cells, cell=size,
+                          title=f"stransfer {', '.join(names)} · {size} px · {runtime.device} {runtime.precision}")
+    images.save_image(images.pil_to_tensor(sheet), output, overwrite=overwrite)
+    console.stdout.print(str(output))
 
 
 @app.command("models")

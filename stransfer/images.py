@@ -156,6 +156,12 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
 
 
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit RGB Pillow image as (1, 3, H, W) in [0, 1]."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
 def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
     """(1, 3, H, W) in [0, 1] -> 8-bit Pillow image (RGBA when alpha is given)."""
     planes = rgb

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
+from stransfer.errors import UsageError
 from stransfer.images import fit_long_side, resize
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -23,6 +26,13 @@ class Scores:
     @property
     def style_ratio(self) -> float:
         return self.style / self.content_own_style
+
+
+def metric_backbone(state: dict[str, torch.Tensor]) -> VGGFeatures:
+    """VGG16 up to relu4_3 with the given weights: the yardstick's network."""
+    net = VGGFeatures("vgg16", deepest="relu4_3")
+    net.load_weights(state)
+    return net
 
 
 @torch.no_grad()
@@ -41,3 +51,23 @@ def score(backbone: VGGFeatures, output: torch.Tensor, content: torch.Tensor, st
 
     content_d = losses.relative_sq_error(out_f[CONTENT_LAYER], content_f[CONTENT_LAYER]).item()
     return Scores(style=style_distance(out_f), content=content_d, content_own_style=style_distance(content_f))
+
+
+def read_manifest(path: Path) -> list[tuple[Path, Path, Path]]:
+    """(output, style, content) triples from a CSV with those column names (paths relative to the file's
+    folder), or from a folder holding manifest.csv."""
+    if path.is_dir():
+        path = path / "manifest.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such manifest") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"{path}: unreadable manifest ({e})") from None
+    missing = {"output", "style", "content"} - set(rows[0] if rows else {})
+    if missing:
+        raise UsageError(f"{path}: manifest needs the columns output, style, content "
+                         f"(missing {', '.join(sorted(missing))})")
+    base = path.parent
+    return [(base / r["output"], base / r["style"], base / r["content"]) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from stransfer import images, metrics, weights
 from stransfer.backbone import VGGFeatures
@@ -110,3 +111,66 @@ def test_mask_puts_each_style_where_the_mask_says(scorer, real_home, tmp_path, c
     left_half, right_half = result[..., :, :56], result[..., :, 72:]
     assert distance(left_half, left) < distance(left_half, right)
     assert distance(right_half, right) < distance(right_half, left)
+
+
+def independent_metric(state, output_path, style_path, content_path):
+    """FACTS.md's metric written again from scratch: PIL resizing, functional convolutions on the raw state
+    dict, float64 numpy Grams. Shares nothing with stransfer's backbone, images or losses."""
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    out_img = Image.open(output_path).convert("RGB")
+    w, h = out_img.size
+    content = Image.open(content_path).convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+    style_img = Image.open(style_path).convert("RGB")
+    scale = max(w, h) / max(style_img.size)
+    style = style_img.resize((round(style_img.width * scale), round(style_img.height * scale)),
+                             Image.Resampling.BICUBIC)
+    convs = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+    names = {2: "relu1_2", 7: "relu2_2", 14: "relu3_3", 21: "relu4_3"}
+    pools_after = {2, 7, 14}
+
+    def features(img):
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+            1, 3, 1, 1)
+        feats = {}
+        for i in convs[:10]:
+            x = F.relu(F.conv2d(x, state[f"{i}.weight"], state[f"{i}.bias"], padding=1))
+            if i in names:
+                feats[names[i]] = x[0].reshape(x.shape[1], -1).double().numpy()
+            if i in pools_after:
+                x = F.max_pool2d(x, 2)
+        return feats
+
+    def gram(f):
+        return f @ f.T / f.size
+
+    fo, fc, fs = features(out_img), features(content), features(style)
+    layers = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+
+    def sd(a):
+        return np.mean([np.sum((gram(a[k]) - gram(fs[k])) ** 2) / np.sum(gram(fs[k]) ** 2) for k in layers])
+
+    cd = np.sum((fo["relu3_3"] - fc["relu3_3"]) ** 2) / np.sum(fc["relu3_3"] ** 2)
+    return sd(fo), cd, sd(fc)
+
+
+def test_eval_matches_an_independent_implementation(vgg16_state, real_home, tmp_path, capsys):
+    import json
+
+    from stransfer.cli import main
+
+    out = tmp_path / "g.png"
+    content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "the_scream.jpg"
+    run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "128", "--device", "cpu")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["eval", str(out), "--style", str(style), "--content", str(content), "--json"])
+    assert done.value.code == 0
+    ours = json.loads(capsys.readouterr().out)
+    style_d, content_d, own = independent_metric(vgg16_state, out, style, content)
+    assert ours["style_distance"] == pytest.approx(style_d, rel=0.01)
+    assert ours["content_distance"] == pytest.approx(content_d, rel=0.01)
+    assert ours["content_own_style_distance"] == pytest.approx(own, rel=0.01)

@@ -1,0 +1,73 @@
+"""Contact sheets: rows of content images, a column group per style, one captioned cell per engine or setting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from stransfer.images import fit_long_side, resize, to_pil
+
+BACKGROUND = (255, 255, 255)
+INK = (30, 30, 30)
+MUTED = (120, 120, 120)
+
+
+@dataclass(frozen=True)
+class Cell:
+    image: torch.Tensor | None  # None: nothing to show (e.g. no trained model for this style)
+    caption: str
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _thumbnail(image: torch.Tensor, side: int) -> Image.Image:
+    h, w = fit_long_side(image.shape[-2], image.shape[-1], side)
+    return to_pil(resize(image.float(), (h, w)))
+
+
+def sheet(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torch.Tensor]],
+          cells: list[list[list[Cell]]], cell: int = 256, title: str = "") -> Image.Image:
+    """cells[row][style][k]: the k-th result for content `row` and style `style`. Thumbnails of the contents
+    head the rows and of the styles the column groups; every cell is captioned."""
+    per_style = max((len(group) for row in cells for group in row), default=1)
+    gap, caption_h, header_font, caption_font = 8, 22, _font(16), _font(13)
+    title_h = 30 if title else 0
+    header_h = cell + caption_h
+    width = cell + gap + len(styles) * (per_style * (cell + gap) + gap)
+    height = title_h + header_h + gap + len(contents) * (cell + caption_h + gap)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+
+    def paste_centred(img: Image.Image, x: int, y: int, w: int, h: int) -> None:
+        canvas.paste(img, (x + (w - img.width) // 2, y + (h - img.height) // 2))
+
+    if title:
+        draw.text((gap, 6), title, fill=INK, font=header_font)
+    top = title_h
+    for s, (name, image) in enumerate(styles):
+        x = cell + gap + s * (per_style * (cell + gap) + gap)
+        group_w = per_style * (cell + gap) - gap
+        paste_centred(_thumbnail(image, cell), x, top, group_w, cell)
+        draw.text((x, top + cell + 3), f"style: {name}", fill=INK, font=header_font)
+    for r, (name, image) in enumerate(contents):
+        y = title_h + header_h + gap + r * (cell + caption_h + gap)
+        paste_centred(_thumbnail(image, cell), 0, y, cell, cell)
+        draw.text((2, y + cell + 3), name, fill=INK, font=caption_font)
+        for s, group in enumerate(cells[r]):
+            x0 = cell + gap + s * (per_style * (cell + gap) + gap)
+            for k, item in enumerate(group):
+                x = x0 + k * (cell + gap)
+                if item.image is None:
+                    draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=MUTED)
+                else:
+                    paste_centred(_thumbnail(item.image, cell), x, y, cell, cell)
+                draw.text((x + 2, y + cell + 3), item.caption, fill=INK if item.image is not None else MUTED,
+                          font=caption_font)
+    return canvas
