@@ -48,7 +48,7 @@ def test_johnson_training_writes_run_folder_and_model(capsys, tmp_path, tiny_joh
     run, out = tmp_path / "run", tmp_path / "model.pth"
     code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "6", "--run-dir", run, "-o", out)
     assert code == 0, err
-    assert {"config.json", "checkpoint.pth", "log.jsonl", "run.json", "preview_000006.png"} <= {
+    assert {"config.json", "checkpoint.pth", "log.jsonl", "run.json", "preview_000006.png", "loss_curve.png"} <= {
         p.name for p in run.iterdir()}
     assert sorted(log_losses(run)) == [1, 2, 3, 4, 5, 6]
     net, payload = load_transformer(out)

@@ -21,7 +21,8 @@ from stransfer.distributed import World
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, Note, Step, ignore
 from stransfer.fileio import atomic_write
-from stransfer.images import save_image
+from stransfer.gallery import loss_curves
+from stransfer.images import pil_to_tensor, save_image
 
 CHECKPOINT = "checkpoint.pth"
 LOG = "log.jsonl"
@@ -91,6 +92,14 @@ def _truncate_log(log: Path, step: int) -> None:
     kept = [line for line in log.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     with atomic_write(log, "w") as f:
         f.write("".join(line + "\n" for line in kept))
+
+
+def _plot_losses(run_dir: Path) -> None:
+    """loss_curve.png from log.jsonl, redrawn with every preview."""
+    records = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines() if line.strip()]
+    if records:
+        keys = [k for k in records[-1] if k not in ("step", "lr", "elapsed_s", "steps_per_s")]
+        save_image(pil_to_tensor(loss_curves(records, keys)), run_dir / "loss_curve.png", overwrite=True)
 
 
 @dataclass
@@ -174,6 +183,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
                     sheet = task.preview()
                 model.train()
                 save_image(sheet, run_dir / f"preview_{step:06d}.png", overwrite=True)
+                _plot_losses(run_dir)
     model.eval()
     record = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
               "final_losses": {k: round(v, 5) for k, v in losses.items()}}
