@@ -8,6 +8,7 @@ from stransfer import losses, weights
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
 from stransfer.engines.adain import AdaIN, AdainConfig, Decoder, adain, decoder_layout, encoder_from
+from stransfer.errors import WeightsError
 
 
 def test_adain_moves_channel_statistics_to_the_style():
@@ -55,12 +56,15 @@ def test_alpha_zero_decodes_the_content_features(tiny_adain):
     torch.testing.assert_close(a0.stylize(content), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_registry_builds_from_a_decoder_file(tmp_path, random_weights_file):
-    decoder = Decoder("vgg16")
-    path = weights.save_model(tmp_path / "dec.pth", "adain", decoder.state_dict(), backbone="vgg16",
-                              encoder_layer="relu4_1", encoder_digest="x", train_config={}, steps=1, record={})
-    engine = ENGINES["adain"].build(AdainConfig(model=str(path)), make_runtime("cpu"),
-                                    EngineInputs(styles=[torch.rand(1, 3, 24, 24)], style_names=["s"],
-                                                 vgg_weights=random_weights_file))
+def test_registry_builds_from_a_decoder_file_for_its_own_encoder(tmp_path, random_weights_file, random_vgg16):
+    state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
+    encoder_state = {k.removeprefix("layers."): v for k, v in encoder_from("vgg16", state).state_dict().items()}
+    inputs = EngineInputs(styles=[torch.rand(1, 3, 24, 24)], style_names=["s"], vgg_weights=random_weights_file)
+    for name, digest in (("ours.pth", weights.tensor_digest(encoder_state)), ("other.pth", "0" * 64)):
+        weights.save_model(tmp_path / name, "adain", Decoder("vgg16").state_dict(), backbone="vgg16",
+                           encoder_layer="relu4_1", encoder_digest=digest, train_config={}, steps=1, record={})
+    engine = ENGINES["adain"].build(AdainConfig(model=str(tmp_path / "ours.pth")), make_runtime("cpu"), inputs)
     assert engine.encoder.deepest == "relu4_1"
     assert engine.stylize(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+    with pytest.raises(WeightsError, match="trained for other vgg16 weights"):
+        ENGINES["adain"].build(AdainConfig(model=str(tmp_path / "other.pth")), make_runtime("cpu"), inputs)

@@ -19,7 +19,7 @@ from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import fit_long_side, resize
-from stransfer.weights import find_model, load_model, resolve
+from stransfer.weights import find_model, load_model, resolve, tensor_digest
 
 ENCODER_LAYER = "relu4_1"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -219,9 +219,16 @@ class AdaIN:
 def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
     if not inputs.styles:
         raise UsageError("-m adain needs a style image: -s FILE")
-    decoder, payload = load_decoder(find_model(config.model))
-    encoder = encoder_from(payload["backbone"], resolve(payload["backbone"], inputs.vgg_weights, inputs.on_event)[0])
     tiling.parse_tile(config.tile)
+    path = find_model(config.model)
+    decoder, payload = load_decoder(path)
+    state = resolve(payload["backbone"], inputs.vgg_weights, inputs.on_event)[0]
+    encoder = encoder_from(payload["backbone"], state)
+    encoder_state = {k.removeprefix("layers."): v for k, v in encoder.state_dict().items()}
+    if payload.get("encoder_digest") and payload["encoder_digest"] != tensor_digest(encoder_state):
+        # A decoder inverts one encoder's features; with other VGG weights it would decode noise.
+        raise WeightsError(f"{path}: this decoder was trained for other {payload['backbone']} weights than "
+                           "the ones in use (--vgg-weights or the cache)")
     blend = inputs.style_weights or [1.0 / len(inputs.styles)] * len(inputs.styles)
     return AdaIN(encoder, decoder, runtime, inputs.styles, blend, config.alpha, "+".join(inputs.style_names),
                  inputs.mask, inputs.style_scale, config.tile, config.tile_overlap)

@@ -194,7 +194,8 @@ class Gatys:
         with torch.no_grad(), self.runtime.autocast():
             content_targets = {k: v.float() for k, v in self.backbone(content, cfg.content_layers).items()}
         taps = set(cfg.content_layers) | set(cfg.style_layers)
-        x = start.detach().clone().requires_grad_(True)
+        # L-BFGS flattens the gradient with view(): the pixels must be one contiguous block.
+        x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         count = 0
 
         def closure() -> torch.Tensor:

@@ -170,9 +170,9 @@ class Johnson:
 
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
+    tiling.parse_tile(config.tile)
     if inputs.styles:
         raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
-    tiling.parse_tile(config.tile)
     net, payload = load_transformer(find_model(config.model))
     return Johnson(net, runtime, str(payload.get("style", Path(config.model).stem)), config.tile, config.tile_overlap)
 

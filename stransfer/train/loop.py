@@ -133,6 +133,9 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     writer = world.is_main
     if resume:
         state = world.broadcast(_load_checkpoint(checkpoint) if writer else None)
+        if not isinstance(state, dict) or state.get("task") != task.name:
+            found = state.get("task") if isinstance(state, dict) else type(state).__name__
+            raise WeightsError(f"{checkpoint}: a checkpoint of '{found}', not of a {task.name} run")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
