@@ -1,0 +1,37 @@
+"""Every model in weights/ loads by its NAME, carries its identity, fits its size budget and runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stransfer import weights
+from stransfer.engines.adain import load_decoder
+from stransfer.engines.johnson import load_transformer
+
+SHIPPED = sorted(weights.SHIPPED_MODELS.glob("*.pth"))
+LIMITS_MB = {"johnson": 10, "adain": 20}
+
+
+def test_there_are_shipped_models():
+    assert SHIPPED, "weights/ holds no model"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_model_identity_size_and_output(path):
+    payload = weights.load_model(path, None)
+    engine = payload["engine"]
+    assert path.stat().st_size < LIMITS_MB[engine] * 1e6
+    assert weights.find_model(path.stem) == path
+    for key in ("backbone", "train_config", "steps", "record"):
+        assert key in payload, key
+    assert payload["record"]["final_losses"] and payload["steps"] == payload["train_config"]["steps"]
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        if engine == "johnson":
+            net, _ = load_transformer(path)
+            out = net(x)
+        else:
+            decoder, _ = load_decoder(path)
+            out = decoder(torch.rand(1, 512, 5, 7))
+    assert out.shape == (1, 3, 40, 56) and torch.isfinite(out).all()
