@@ -84,7 +84,7 @@ def main() -> None:
 
         def step() -> None:
             opt.zero_grad()
-            task.loss(batch)[0].backward()
+            task.loss(batch, task.model)[0].backward()
             opt.step()
 
         cells.append(f"{1000 / timed(step, runtime.device, args.train_steps):.2f}")
