@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,2048,4096")
     parser.add_argument("--gatys-max-size", type=int, default=2048, help="Gatys is minutes per megapixel")
     parser.add_argument("--folder-images", type=int, default=8)
+    parser.add_argument("--parts", default="throughput,memory", help="which tables to make")
+    parser.add_argument("--keep", type=Path, help="folder to keep the large outputs in, to look for seams")
     args = parser.parse_args()
     engines = args.engines.split(",")
 
@@ -102,11 +104,11 @@ def main() -> None:
 
         folder = tmp / "folder"
         folder.mkdir()
-        for i in range(args.folder_images):
+        for i in range(args.folder_images if "throughput" in args.parts else 0):
             photo(folder / f"p{i}.jpg", 512 + 8 * i)  # slightly different sizes: the real-world case
         print("\n| engine | images | wall s | images/s (per-file time, model loaded once) |")
         print("|---|---|---|---|")
-        for engine in engines:
+        for engine in engines if "throughput" in args.parts else []:
             count = 2 if engine == "gatys" else args.folder_images
             files = sorted(folder.iterdir())[:count]
             out = tmp / f"out-{engine}"
@@ -117,13 +119,13 @@ def main() -> None:
 
         print("\n| engine | output | tile | wall s | peak RSS GB |")
         print("|---|---|---|---|---|")
-        for engine in engines:
+        for engine in engines if "memory" in args.parts else []:
             for side in map(int, args.sizes.split(",")):
                 if engine == "gatys" and side > args.gatys_max_size:
                     continue
                 source = photo(tmp / f"big{side}.jpg", side) if not (tmp / f"big{side}.jpg").exists() \
                     else tmp / f"big{side}.jpg"
-                out = tmp / f"big-{engine}-{side}.png"
+                out = (args.keep or tmp) / f"big-{engine}-{side}.png"
                 cmd = ["stylize", str(source), "-o", str(out), "--size", str(side), *engine_args(engine)]
                 if engine != "gatys":
                     cmd += ["--tile", "auto"]

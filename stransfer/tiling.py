@@ -60,17 +60,15 @@ def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, mul
 
 
 def starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
-    """Tile offsets: consecutive tiles share at least `overlap` pixels, and every offset is a multiple of
-    `multiple` so each tile sees the network's pooling grid exactly as the whole image would. The last tile
-    runs to the end of the image (up to multiple - 1 pixels longer than `tile`)."""
+    """Tile offsets, as few as cover the length, spread evenly: consecutive tiles share at least `overlap`
+    pixels, and every offset is a multiple of `multiple` so each tile sees the network's pooling grid as the
+    whole image would. The last tile runs to the end (up to multiple - 1 pixels longer than `tile`)."""
     if tile >= length:
         return [0]
-    stride = max(multiple, (tile - overlap) // multiple * multiple)
-    offsets = list(range(0, length - tile, stride))
+    step_bound = max(multiple, tile - overlap - multiple)  # rounding to the grid may widen a step by < multiple
+    count = 1 + math.ceil((length - tile) / step_bound)
     last = (length - tile) // multiple * multiple
-    if not offsets or offsets[-1] != last:
-        offsets.append(last)
-    return offsets
+    return sorted({min(last, int(i * last / (count - 1)) // multiple * multiple) for i in range(count)} | {last})
 
 
 def _ramp(size: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Tensor:
