@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from stransfer.errors import InputError, UsageError
-from stransfer.images import load_image, resize_long_side
+from stransfer.images import load_image, resize, resize_long_side
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 HELD_OUT_EVERY = 20  # one image in 20 never trains: previews and evaluation come from these
@@ -52,11 +53,27 @@ def random_crop(image: torch.Tensor, size: int, generator: torch.Generator, max_
 class CropSampler:
     """Batch number `step` is a pure function of (seed, step): a resumed run sees exactly the batches the
     uninterrupted run would have, with no sampler state to save. Ranks of a distributed run get disjoint
-    streams by offsetting the seed."""
+    streams by offsetting the seed.
+
+    Each image is decoded once and kept in memory as 8-bit pixels, shrunk to the largest size a crop can
+    need: decoding 16 JPEGs a step cost a quarter of an AdaIN step on 2 cores."""
+
+    MAX_ZOOM = 1.25
 
     def __init__(self, files: list[Path], size: int, seed: int, rank: int = 0) -> None:
         self.files, self.size, self.seed, self.rank = files, size, seed, rank
         self.bad: set[Path] = set()
+        self.cache: dict[Path, torch.Tensor] = {}
+
+    def _load(self, path: Path) -> torch.Tensor:
+        if path not in self.cache:
+            rgb = load_image(path).rgb
+            short = min(rgb.shape[-2:])
+            keep = math.ceil(self.size * self.MAX_ZOOM)
+            if short > keep:
+                rgb = resize(rgb, (round(rgb.shape[-2] * keep / short), round(rgb.shape[-1] * keep / short)))
+            self.cache[path] = rgb.mul(255).round().to(torch.uint8)
+        return self.cache[path].float() / 255
 
     def batch(self, step: int, batch_size: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 7919 + self.rank * 104_729)
@@ -66,7 +83,7 @@ class CropSampler:
             if path in self.bad:
                 continue
             try:
-                crops.append(random_crop(load_image(path).rgb, self.size, g))
+                crops.append(random_crop(self._load(path), self.size, g, self.MAX_ZOOM))
             except InputError:
                 self.bad.add(path)  # an unreadable training file is skipped, not fatal
                 if len(self.bad) == len(self.files):
