@@ -495,6 +495,25 @@ def gallery_command(
     console.stdout.print(str(output))
 
 
+@app.command("export", epilog=EXIT_CODES)
+def export_command(
+    model: Annotated[str, typer.Argument(help="A Johnson model: NAME from `stransfer models` or a .pth path.",
+                                         show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="torchscript, or onnx (needs the onnx package).")]
+    = "torchscript",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default NAME.pt/.onnx).")]
+    = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Export a Johnson network: RGB in [0, 1] of any size in, the stylised image out (clamp it to [0, 1])."""
+    from stransfer import export
+    from stransfer.engines.johnson import load_transformer
+
+    net, _ = load_transformer(weights.find_model(model))
+    target = output or Path(f"{Path(model).stem}.{'pt' if fmt == 'torchscript' else 'onnx'}")
+    console.stdout.print(str(export.export(net, target, fmt, overwrite)))
+
+
 @app.command("models")
 def models_list() -> None:
     """List the trained models that --model NAME finds, with their training record."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -80,3 +81,36 @@ def test_model_names_resolve_in_the_model_folders(isolated_home):
     assert weights.find_model("mine") == folder / "mine.pth"
     with pytest.raises(WeightsError, match="no model named 'nope'"):
         weights.find_model("nope")
+
+
+def test_torchscript_export_matches_pytorch(tmp_path, capsys):
+    from test_cli import cli
+
+    path = tmp_path / "tiny.pth"
+    save_tiny_model(path, JohnsonArch(width=8, residual_blocks=2))
+    net, _ = load_transformer(path)
+    code, stdout, err = cli(capsys, "export", path, "-o", tmp_path / "tiny.pt")
+    assert code == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # recent torch calls TorchScript deprecated
+        scripted = torch.jit.load(tmp_path / "tiny.pt")
+    for size in [(64, 64), (37, 53)]:  # any size, padding included
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), net(x), atol=1e-4, rtol=0)
+    code, _, err = cli(capsys, "export", path, "-o", tmp_path / "tiny.pt")
+    assert code == 1 and "--overwrite" in err
+
+
+def test_onnx_export_needs_onnx_or_matches(tmp_path, capsys):
+    import importlib.util
+
+    from test_cli import cli
+
+    path = tmp_path / "tiny.pth"
+    save_tiny_model(path)
+    code, _, err = cli(capsys, "export", path, "--format", "onnx", "-o", tmp_path / "tiny.onnx")
+    if importlib.util.find_spec("onnx") is None:
+        assert code == 2 and "pip install onnx" in err
+    else:
+        assert code == 0 and (tmp_path / "tiny.onnx").stat().st_size > 0

@@ -35,3 +35,20 @@ def test_shipped_model_identity_size_and_output(path):
             decoder, _ = load_decoder(path)
             out = decoder(torch.rand(1, 512, 5, 7))
     assert out.shape == (1, 3, 40, 56) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if weights.load_model(p, None)["engine"] == "johnson"],
+                         ids=lambda p: p.stem)
+def test_shipped_johnson_exports_to_matching_torchscript(path, tmp_path):
+    import warnings
+
+    from stransfer.export import export
+
+    net, _ = load_transformer(path)
+    export(net, tmp_path / "m.pt", "torchscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(tmp_path / "m.pt")
+    x = torch.rand(1, 3, 96, 136)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-4, rtol=0)
