@@ -20,6 +20,7 @@ from stransfer import images, metrics, weights
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
+from stransfer.train.data import is_held_out
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "data" / "samples"
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--style", type=Path, help="johnson: the style image (default examples/<style>.jpg)")
     parser.add_argument("--styles", type=Path, help="adain: a folder of style images never trained on")
+    parser.add_argument("--held-out", action="store_true",
+                        help="adain: take only the held-out files of --styles (training never sees them)")
     parser.add_argument("--photos", type=Path, help="folder of content photos never trained on")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--alpha", type=float, default=1.0)
@@ -61,6 +64,8 @@ def main() -> None:
         if args.styles is None:
             parser.error("adain needs --styles DIR (artworks it never trained on)")
         styles = sorted(args.styles.glob("*.jpg"))
+        if args.held_out:
+            styles = [p for p in styles if is_held_out(p)]
         pairs = [(photos[i % len(photos)], styles[i % len(styles)]) for i in range(args.pairs)]
         engine = None
 

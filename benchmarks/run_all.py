@@ -1,0 +1,93 @@
+"""Regenerate every benchmark table and the README gallery, as Markdown.
+
+    python benchmarks/run_all.py [--quick] [--no-readme]
+
+Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
+all tables to benchmarks/RESULTS.md, replaces the block between the README's `benchmarks:start` and
+`benchmarks:end` markers with them, and redraws docs/gallery.png (3 photos x 3 styles x 3 engines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def run(title: str, args: list[str]) -> str:
+    print(f"running: {title}", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        return f"### {title}\n\nfailed:\n\n```\n{done.stderr.strip()[-2000:]}\n```\n"
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("|", "#", "content's", "training"))]
+    body = "\n".join(line if not line.startswith("#") else f"*{line.lstrip('# ')}*\n" for line in lines)
+    return f"### {title}\n\n`python {' '.join(args)}`\n\n{body}\n"
+
+
+def make_gallery(path: Path) -> None:
+    """3 contents x 3 styles x 3 engines. Only one photo may ship with the project (examples/SOURCES.md), so
+    the rows are that photo and two crops of it: the river and trees, the houses and tower."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Image.open(REPO / "examples" / "tubingen.jpg")
+        w, h = photo.size
+        rows = [REPO / "examples" / "tubingen.jpg"]
+        for name, box in (("tubingen_river", (0, h // 3, w // 2, h)), ("tubingen_tower", (w // 2, 0, w, h * 2 // 3))):
+            photo.crop(box).save(Path(tmp) / f"{name}.jpg", quality=95)
+            rows.append(Path(tmp) / f"{name}.jpg")
+        styles = [REPO / "examples" / f"{n}.jpg" for n in ("starry_night", "the_scream", "woman_with_hat_matisse")]
+        path.parent.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "stransfer", "gallery", *sum((["-c", str(p)] for p in rows), []),
+                        *sum((["-s", str(s)] for s in styles), []), "--size", "200", "-o", str(path),
+                        "--overwrite"], cwd=REPO, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the 300-iteration baseline and Gatys memory")
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args()
+
+    sections = [
+        run("Gatys: seconds per iteration", ["benchmarks/gatys_speed.py"]),
+        run("Gatys: quality and speed at 512 px", ["benchmarks/gatys_quality_speed.py"]
+            + (["--skip-baseline"] if args.quick else [])),
+        run("Johnson: speed", ["benchmarks/johnson_speed.py"]),
+        run("AdaIN: speed", ["benchmarks/adain_speed.py"]),
+        run("Batch throughput and peak memory", ["benchmarks/batch_memory.py"]
+            + (["--engines", "johnson,adain"] if args.quick else [])),
+    ]
+    for model in sorted(p.stem for p in (REPO / "weights").glob("*.pth")):
+        if model.startswith("adain"):
+            if (SHARED / "style").is_dir():
+                sections.append(run(f"Quality: adain {model} (held-out styles)",
+                                    ["benchmarks/quality.py", "adain", "--model", model, "--styles",
+                                     str(SHARED / "style"), "--held-out"]))
+        else:
+            sections.append(run(f"Quality: johnson {model}", ["benchmarks/quality.py", "johnson", "--model", model]))
+
+    make_gallery(REPO / "docs" / "gallery.png")
+
+    stamp = f"Measured {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'})."
+    tables = "\n".join([stamp, "", *sections])
+    (REPO / "benchmarks" / "RESULTS.md").write_text(f"# Benchmark results\n\n{tables}")
+    if not args.no_readme:
+        readme = (REPO / "README.md").read_text()
+        if START in readme and END in readme:
+            head, rest = readme.split(START, 1)
+            _, tail = rest.split(END, 1)
+            (REPO / "README.md").write_text(f"{head}{START}\n{tables}\n{END}{tail}")
+    print(tables)
+
+
+if __name__ == "__main__":
+    main()
