@@ -6,7 +6,9 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from stransfer.events import Download, Event, Note, SourceFailed, Step
 
@@ -31,6 +33,15 @@ def _format_losses(losses: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
+class RateColumn(ProgressColumn):
+    """Steps (or files) per second, once rich has seen enough updates to tell."""
+
+    def render(self, task: Task) -> Text:
+        if task.speed is None or task.fields.get("count", "").endswith("MB"):
+            return Text("")
+        return Text(f"{task.speed:.2f}/s", style="dim")
+
+
 class ProgressRenderer:
     """Turns library events into a Rich progress display on stderr (hidden when stderr is not a terminal)."""
 
@@ -41,6 +52,7 @@ class ProgressRenderer:
             BarColumn(),
             TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[info]}"),
+            RateColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
