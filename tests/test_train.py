@@ -92,6 +92,20 @@ def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_arg
     assert (tmp_path / "cut.pth").exists()
 
 
+def test_finishing_a_run_at_its_checkpoint_keeps_the_last_losses(capsys, tmp_path, tiny_johnson_args):
+    """A run stopped early is finished by resuming it with --steps at its checkpoint: no step runs, yet the
+    model still records the losses it reached."""
+    run, out = tmp_path / "run", tmp_path / "model.pth"
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "4", "--run-dir", run,
+                       "-o", out)
+    assert code == 0, err
+    trained = load_transformer(out)[1]["record"]["final_losses"]
+    out.unlink()
+    code, _, err = cli(capsys, "train", "johnson", "--resume", run, "--steps", "4")
+    assert code == 0, err
+    assert load_transformer(out)[1]["record"]["final_losses"] == pytest.approx(trained) and trained
+
+
 def test_resume_needs_a_run_folder(capsys, tmp_path):
     code, _, err = cli(capsys, "train", "johnson", "--resume", tmp_path)
     assert code == 2 and "not a training run folder" in one_error_line(err)

@@ -85,20 +85,26 @@ def _machine() -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _truncate_log(log: Path, step: int) -> None:
-    """Drop log lines past the checkpoint we resume from: those steps run again, the curve continues."""
+_NOT_LOSSES = ("step", "lr", "elapsed_s", "steps_per_s")
+
+
+def _truncate_log(log: Path, step: int) -> dict[str, float]:
+    """Drop log lines past the checkpoint we resume from: those steps run again, the curve continues.
+
+    Returns the losses last logged, so a run resumed only to be finished still records them."""
     if not log.exists():
-        return
+        return {}
     kept = [line for line in log.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     with atomic_write(log, "w") as f:
         f.write("".join(line + "\n" for line in kept))
+    return {k: v for k, v in json.loads(kept[-1]).items() if k not in _NOT_LOSSES} if kept else {}
 
 
 def _plot_losses(run_dir: Path) -> None:
     """loss_curve.png from log.jsonl, redrawn with every preview."""
     records = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines() if line.strip()]
     if records:
-        keys = [k for k in records[-1] if k not in ("step", "lr", "elapsed_s", "steps_per_s")]
+        keys = [k for k in records[-1] if k not in _NOT_LOSSES]
         save_image(pil_to_tensor(loss_curves(records, keys)), run_dir / "loss_curve.png", overwrite=True)
 
 
@@ -129,6 +135,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     model = task.model.to(runtime.device).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     step, elapsed = 0, 0.0
+    losses: dict[str, float] = {}
     checkpoint = run_dir / CHECKPOINT
     writer = world.is_main
     if resume:
@@ -145,7 +152,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
             raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
         on_event(Note(f"resuming {task.name} at step {step} of {cfg.steps}"))
         if writer:
-            _truncate_log(run_dir / LOG, step)
+            losses = _truncate_log(run_dir / LOG, step)
     elif writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG).unlink(missing_ok=True)
@@ -154,7 +161,6 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     if world.size > 1:
         runner = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
                                          else None)
-    losses: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
     with (run_dir / LOG).open("a") if writer else contextlib.nullcontext(None) as log:
         while step < cfg.steps:
