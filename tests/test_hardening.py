@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 
 import pytest
@@ -171,23 +173,33 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 64 kB filesystem (tmpfs, as root) to fill up."""
+    """A place that takes 64 kB and then refuses: a tmpfs that size as root (No space left on device); otherwise,
+    as a user may not mount, the kernel's per-process file size limit (File too large). Yields (folder, error)."""
     path = tmp_path / "tiny"
     path.mkdir()
     if os.geteuid() != 0:
-        pytest.fail("the full-disk test mounts a tmpfs and needs root (as CI runs)")
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so the write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, limits[1]))
+        try:
+            yield path, "File too large"
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+        return
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)]).returncode:
         pytest.fail("cannot mount a tmpfs for the full-disk test")
     try:
-        yield path
+        yield path, "No space left"
     finally:
         subprocess.run(["umount", str(path)], check=False)
 
 
 def test_full_disk_gives_a_clear_error_and_no_partial_file(tiny_disk):
+    folder, message = tiny_disk
     noise = torch.rand(1, 3, 512, 512)  # incompressible: about 800 kB as PNG
-    with pytest.raises(StransferError, match="No space left") as err:
-        images.save_image(noise, tiny_disk / "big.png")
+    with pytest.raises(StransferError, match=message) as err:
+        images.save_image(noise, folder / "big.png")
     assert "\n" not in str(err.value)
-    assert list(tiny_disk.iterdir()) == []
+    assert list(folder.iterdir()) == []
 
