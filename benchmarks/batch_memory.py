@@ -118,7 +118,7 @@ def main() -> None:
             seconds, stdout = run(["stylize", *map(str, files), "-o", str(out), "--size", "512", "--json",
                                       *engine_args(engine)], env)
             per_file = sum(json.loads(line)["seconds"] for line in stdout.splitlines() if line.startswith("{"))
-            print(f"| {engine} | {count} | {seconds:.1f} | {count / per_file:.2f} |", flush=True)
+            print(f"| {engine} | {count} | {seconds:.1f} | {count / per_file:.3g} |", flush=True)
 
         print("\n| engine | output | tile | wall s | peak RSS GB |")
         print("|---|---|---|---|---|")
