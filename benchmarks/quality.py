@@ -5,7 +5,8 @@
 
 For each content photo (default: the photos of ../shared/data/samples where present, else examples/) prints the
 style distance, the photo's own style distance, their ratio, and the content distance; then the means.
-A johnson model is scored against the style image it was trained on (examples/<style>.jpg or --style).
+A johnson model is scored against the style image it was trained on (examples/ or ../shared/data/samples/, or
+--style).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def main() -> None:
 
     if args.method == "johnson":
         payload = weights.load_model(weights.find_model(args.model), "johnson")
-        style_path = args.style or REPO / "examples" / payload.get("style_image", f"{payload['style']}.jpg")
+        name = payload.get("style_image", f"{payload['style']}.jpg")
+        # Styles whose image may not ship (examples/SOURCES.md) are found among the samples.
+        style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name) if p.exists()),
+                                        REPO / "examples" / name)
         engine = spec.build(spec.config_type(model=args.model), runtime, EngineInputs())
         pairs = [(p, style_path) for p in photos]
     else:
