@@ -1,6 +1,6 @@
 """Regenerate every benchmark table and the README gallery, as Markdown.
 
-    python benchmarks/run_all.py [--quick] [--no-readme]
+    python benchmarks/run_all.py [--quick] [--no-readme] [--gallery-only]
 
 Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
 all tables to benchmarks/RESULTS.md, replaces the block between the README's `benchmarks:start` and
@@ -55,7 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 300-iteration baseline and Gatys memory")
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--gallery-only", action="store_true", help="redraw docs/gallery.png and stop")
     args = parser.parse_args()
+    if args.gallery_only:
+        make_gallery(REPO / "docs" / "gallery.png")
+        return
 
     sections = [
         run("Gatys: seconds per iteration", ["benchmarks/gatys_speed.py"]),
