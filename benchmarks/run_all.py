@@ -4,7 +4,7 @@
 
 Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
 all tables to benchmarks/RESULTS.md, replaces the block between the README's `benchmarks:start` and
-`benchmarks:end` markers with them, and redraws docs/gallery.png (3 photos x 3 styles x 3 engines).
+`benchmarks:end` markers with them, and redraws docs/gallery.jpg (3 photos x 3 styles x 3 engines).
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 300-iteration baseline and Gatys memory")
     parser.add_argument("--no-readme", action="store_true")
-    parser.add_argument("--gallery-only", action="store_true", help="redraw docs/gallery.png and stop")
+    parser.add_argument("--gallery-only", action="store_true", help="redraw docs/gallery.jpg and stop")
     args = parser.parse_args()
     if args.gallery_only:
-        make_gallery(REPO / "docs" / "gallery.png")
+        make_gallery(REPO / "docs" / "gallery.jpg")
         return
 
     sections = [
@@ -79,7 +79,7 @@ def main() -> None:
         else:
             sections.append(run(f"Quality: johnson {model}", ["benchmarks/quality.py", "johnson", "--model", model]))
 
-    make_gallery(REPO / "docs" / "gallery.png")
+    make_gallery(REPO / "docs" / "gallery.jpg")
 
     stamp = f"Measured {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'})."
     tables = "\n".join([stamp, "", *sections])
