@@ -527,9 +527,11 @@ def models_list() -> None:
                 console.stdout.print(f"{path.stem}: unreadable ({e})")
                 continue
             record = payload.get("record", {})
+            style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
+                     else "any style (-s)")
             console.stdout.print(
-                f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; "
-                f"style {weights.style_thumbnail(payload.get('style_image', '-'))}; {payload.get('steps', '?')} steps, "
+                f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; {style}; "
+                f"{payload.get('steps', '?')} steps, "
                 f"{record.get('wall_time_s', 0) / 60:.0f} min on {record.get('machine', '?')}")
     if not found:
         console.stdout.print("no trained models found in " + ", ".join(str(d) for d in weights.model_dirs()))

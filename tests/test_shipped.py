@@ -9,12 +9,24 @@ from stransfer import weights
 from stransfer.engines.adain import load_decoder
 from stransfer.engines.johnson import load_transformer
 
+from test_cli import cli
+
 SHIPPED = sorted(weights.SHIPPED_MODELS.glob("*.pth"))
 LIMITS_MB = {"johnson": 10, "adain": 20}
 
 
 def test_there_are_shipped_models():
     assert SHIPPED, "weights/ holds no model"
+
+
+def test_models_command_lists_every_shipped_model(capsys, isolated_home):
+    code, out, _ = cli(capsys, "models")
+    assert code == 0
+    lines = {line.split(":")[0]: line for line in out.splitlines() if ":" in line}
+    for path in SHIPPED:
+        engine = weights.load_model(path, None)["engine"]
+        assert lines[path.stem].startswith(f"{path.stem}: {engine}, ")
+        assert ("any style (-s)" in lines[path.stem]) == (engine == "adain")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
