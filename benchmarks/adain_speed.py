@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
@@ -19,21 +18,7 @@ from stransfer import weights
 from stransfer.device import bf16_supported, make_runtime
 from stransfer.engines.adain import AdaIN, Decoder, encoder_from
 from stransfer.train.adain import AdainTask, AdainTrainConfig
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats * 1000
+from timing import ms_per_call
 
 
 def main() -> None:
@@ -64,8 +49,8 @@ def main() -> None:
                 engine._stats.clear()
                 engine.style_stats(size)
 
-            style_ms = timed(encode_style, runtime.device, args.repeats)
-            image_ms = timed(lambda: engine.stylize(content), runtime.device, args.repeats)  # style cached
+            style_ms = ms_per_call(encode_style, runtime.device, args.repeats)
+            image_ms = ms_per_call(lambda: engine.stylize(content), runtime.device, args.repeats)  # style cached
             cells.append(f"{image_ms:.0f} ({style_ms:.0f})")
         print(f"| {size} | " + " | ".join(cells) + " |", flush=True)
 
@@ -87,7 +72,7 @@ def main() -> None:
             task.loss(batch, task.model)[0].backward()
             opt.step()
 
-        cells.append(f"{1000 / timed(step, runtime.device, args.train_steps):.2f}")
+        cells.append(f"{1000 / ms_per_call(step, runtime.device, args.train_steps):.2f}")
     print("| " + " | ".join(cells) + " |")
 
 

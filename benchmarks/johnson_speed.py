@@ -10,8 +10,9 @@ uses the real VGG16 loss network (fetched into the cache on first use) and synth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
-import time
+from pathlib import Path
 
 import torch
 
@@ -19,63 +20,43 @@ from stransfer import weights
 from stransfer.backbone import VGGFeatures
 from stransfer.device import bf16_supported, make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
-from stransfer.train.johnson import JohnsonTrainConfig
+from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
+from timing import ms_per_call
 
 SHIPPED = JohnsonArch(width=JohnsonTrainConfig().width, residual_blocks=JohnsonTrainConfig().residual_blocks)
 PAPER = JohnsonArch(width=32, residual_blocks=5)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def ms_per_image(net: TransformerNet, size: int, precision: str, device: str, repeats: int) -> float:
     runtime = make_runtime(device, precision)
     net = net.to(runtime.device).eval()
     x = torch.rand(1, 3, size, size, device=runtime.device)
-    with torch.no_grad(), runtime.autocast():
-        net(x)  # warm-up
-        sync(runtime.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
+
+    def run() -> None:
+        with torch.no_grad(), runtime.autocast():
             net(x).float().clamp(0, 1)
-        sync(runtime.device)
-    return (time.perf_counter() - start) / repeats * 1000
+
+    return ms_per_call(run, runtime.device, repeats)
 
 
 def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps: int) -> float:
-    from stransfer import losses
-
+    """The training task's own loss and an Adam step, on synthetic crops and a synthetic style."""
     runtime = make_runtime(device, precision, seed=0)
-    cfg = JohnsonTrainConfig()
+    cfg = dataclasses.replace(JohnsonTrainConfig(), width=arch.width, residual_blocks=arch.residual_blocks)
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
     backbone.load_weights(weights.resolve("vgg16")[0])
-    backbone = backbone.to(runtime.device)
-    net = TransformerNet(arch).to(runtime.device)
+    task = JohnsonTask(cfg, runtime, backbone.to(runtime.device), torch.rand(1, 3, 256, 256), Path("synthetic.jpg"),
+                       [], [])
+    net = task.model.to(runtime.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    grams = {k: losses.gram(v) for k, v in backbone(torch.rand(1, 3, 256, 256, device=runtime.device),
-                                                     cfg.style_layers).items()}
     batch = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=runtime.device)
 
     def step() -> None:
         opt.zero_grad()
-        with runtime.autocast():
-            out = net(batch)
-            feats = backbone(out, set(cfg.style_layers) | set(cfg.content_layers))
-            with torch.no_grad():
-                target = backbone(batch, cfg.content_layers)
-        loss = losses.content_loss(feats, target) + cfg.style_weight * losses.style_loss(feats, grams)
-        loss.backward()
+        task.loss(batch, net)[0].backward()
         opt.step()
 
-    step()
-    sync(runtime.device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(runtime.device)
-    return steps / (time.perf_counter() - start)
+    return 1000 / ms_per_call(step, runtime.device, steps)
 
 
 def main() -> None:
