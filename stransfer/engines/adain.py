@@ -196,23 +196,15 @@ class AdaIN:
         for image in content.split(1):
             content_stats = self._stats_of(image)
 
+            # A mask rides through the tiler as a 4th channel, so each tile gets its piece of it.
             def run_tile(piece: torch.Tensor) -> torch.Tensor:
                 ph, pw = piece.shape[-2:]
-                features = self._encode(piece)
-                return self._decode(self._target(features, stats, content_stats, None))[..., :ph, :pw]
+                piece_mask = pad_to_multiple(piece[:, 3:], 8, 16) if piece.shape[1] > 3 else None
+                target = self._target(self._encode(piece[:, :3]), stats, content_stats, piece_mask)
+                return self._decode(target)[..., :ph, :pw]
 
-            if mask is None:
-                outs.append(tiling.apply(image, tile, self.tile_overlap, run_tile, multiple=8))
-            else:
-                # Masked tiles need their piece of the mask: stack it as a 4th channel through the tiler.
-                def run_masked(piece: torch.Tensor) -> torch.Tensor:
-                    ph, pw = piece.shape[-2:]
-                    features = self._encode(piece[:, :3])
-                    target = self._target(features, stats, content_stats, pad_to_multiple(piece[:, 3:], 8, 16))
-                    return self._decode(target)[..., :ph, :pw]
-
-                outs.append(tiling.apply(torch.cat([image, mask], dim=1), tile, self.tile_overlap, run_masked,
-                                         multiple=8))
+            whole = image if mask is None else torch.cat([image, mask], dim=1)
+            outs.append(tiling.apply(whole, tile, self.tile_overlap, run_tile, multiple=8))
         return torch.cat(outs).clamp(0, 1)
 
 
