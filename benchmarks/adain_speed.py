@@ -9,27 +9,19 @@ change the speed.
 
 from __future__ import annotations
 
-import argparse
 import platform
 
 import torch
 
 from stransfer import weights
-from stransfer.device import bf16_supported, make_runtime
+from stransfer.device import make_runtime
 from stransfer.engines.adain import AdaIN, Decoder, encoder_from
 from stransfer.train.adain import AdainTask, AdainTrainConfig
-from timing import ms_per_call
+from timing import ms_per_call, speed_options
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=5)
-    parser.add_argument("--sizes", default="512,1024,2048")
-    args = parser.parse_args()
-    device = make_runtime(args.device).device
-    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    args, device, precisions = speed_options(__doc__)
     state = weights.resolve("vgg16")[0]
     torch.manual_seed(0)
     decoder = Decoder("vgg16").eval()

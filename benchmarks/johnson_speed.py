@@ -9,7 +9,6 @@ uses the real VGG16 loss network (fetched into the cache on first use) and synth
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 from pathlib import Path
@@ -18,10 +17,10 @@ import torch
 
 from stransfer import weights
 from stransfer.backbone import VGGFeatures
-from stransfer.device import bf16_supported, make_runtime
+from stransfer.device import make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
-from timing import ms_per_call
+from timing import ms_per_call, speed_options
 
 SHIPPED = JohnsonArch(width=JohnsonTrainConfig().width, residual_blocks=JohnsonTrainConfig().residual_blocks)
 PAPER = JohnsonArch(width=32, residual_blocks=5)
@@ -60,14 +59,7 @@ def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=5)
-    parser.add_argument("--sizes", default="512,1024,2048")
-    args = parser.parse_args()
-    device = make_runtime(args.device).device
-    precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    args, device, precisions = speed_options(__doc__)
     print(f"# johnson speed: device {device}, {torch.get_num_threads()} threads, {platform.machine()}, "
           f"torch {torch.__version__}")
     print("| network | size | " + " | ".join(f"{p} ms/image" for p in precisions) + " |")
