@@ -156,3 +156,29 @@ def test_two_process_ddp_training_writes_the_same_kind_of_checkpoint(tmp_path, t
     assert sorted(log_losses(double)) == [1, 2, 3, 4]  # one log, written by rank 0
     _, payload = load_transformer(tmp_path / "double.pth")
     assert payload["steps"] == 4
+
+
+def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg16):
+    """The first quarter of a batch is decoded from the content's own features (alpha 0) and scored by the
+    identity term; with identity_weight 0 every item is stylised."""
+    from stransfer.device import Runtime
+    from stransfer.engines.adain import ENCODER_LAYER, Decoder
+    from stransfer.train.adain import AdainTask, AdainTrainConfig
+
+    files = sorted(photo_folder.glob("*.png"))
+    seen = []
+
+    class Recording(Decoder):
+        def forward(self, features):
+            seen.append(features.detach())
+            return super().forward(features)
+
+    for weight, expected in ((1.0, 2), (0.0, 0)):
+        cfg = AdainTrainConfig(batch_size=8, crop_size=32, identity_weight=weight)
+        task = AdainTask(cfg, Runtime(torch.device("cpu")), random_vgg16, files, files, [], [])
+        content, style = task.batch(0)
+        _, logged = task.loss((content, style), Recording())
+        own = random_vgg16(content, [ENCODER_LAYER])[ENCODER_LAYER]
+        decoded_as_is = [torch.allclose(seen[-1][i], own[i]) for i in range(8)]
+        assert decoded_as_is == [True] * expected + [False] * (8 - expected)
+        assert ("identity" in logged) == bool(expected)
