@@ -362,6 +362,9 @@ def train_adain(
     lr_decay: Annotated[float | None, typer.Option(help="Inverse-time decay: lr / (1 + decay * step).")] = None,
     content_weight: Annotated[float | None, typer.Option()] = None,
     style_weight: Annotated[float | None, typer.Option()] = None,
+    identity_weight: Annotated[float | None, typer.Option(
+        help="Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off.")]
+    = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     preview_every: Annotated[int | None, typer.Option(help="Steps between preview sheets.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")] = None,
@@ -385,7 +388,7 @@ def train_adain(
     cfg = config_mod.build(cfg_type, config, _engine_flags(
         cfg_type, "adain", steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate,
         lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
-        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
+        identity_weight=identity_weight, checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
     if out.exists() and world.is_main:
         raise UsageError(f"{out} already exists: choose another --out or remove it")
     run_dir = run_dir or Path("runs") / f"adain-{out.stem}"

@@ -114,11 +114,12 @@ def test_resume_needs_a_run_folder(capsys, tmp_path):
 def test_adain_training_writes_a_decoder(capsys, tmp_path, photo_folder, random_weights_file):
     run, out = tmp_path / "run", tmp_path / "decoder.pth"
     code, _, err = cli(capsys, "train", "adain", "--content-data", photo_folder, "--style-data", photo_folder,
-                       "-o", out, "--run-dir", run, "--steps", "3", "--crop-size", "32", "--batch-size", "2",
-                       "--vgg-weights", random_weights_file, "--device", "cpu")
+                       "-o", out, "--run-dir", run, "--steps", "3", "--crop-size", "32", "--batch-size", "4",
+                       "--identity-weight", "0.5", "--vgg-weights", random_weights_file, "--device", "cpu")
     assert code == 0, err
     decoder, payload = load_decoder(out)
     assert payload["backbone"] == "vgg16" and payload["steps"] == 3 and len(payload["encoder_digest"]) == 64
+    assert payload["train_config"]["identity_weight"] == 0.5
     assert (run / "preview_000003.png").exists()
 
 
