@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from stransfer.engines.adain import load_decoder
+from stransfer.device import Runtime
+from stransfer.engines.adain import ENCODER_LAYER, Decoder, load_decoder
 from stransfer.engines.johnson import load_transformer
+from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
 
 from conftest import gradient_image
@@ -162,10 +164,6 @@ def test_two_process_ddp_training_writes_the_same_kind_of_checkpoint(tmp_path, t
 def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg16):
     """The first quarter of a batch is decoded from the content's own features (alpha 0) and scored by the
     identity term; with identity_weight 0 every item is stylised."""
-    from stransfer.device import Runtime
-    from stransfer.engines.adain import ENCODER_LAYER, Decoder
-    from stransfer.train.adain import AdainTask, AdainTrainConfig
-
     files = sorted(photo_folder.glob("*.png"))
     seen = []
 

@@ -37,7 +37,8 @@ class AdainTrainConfig(TrainConfig):
     content_weight: float = param(1.0, ge=0.0)
     # Identity term: a quarter of each batch is decoded from the content's own features (alpha = 0) and must
     # give back the content at every encoder layer. Without it the decoder learns to invert features far too
-    # slowly for a few thousand steps: 900 steps left alpha = 0 at content distance 0.98 and alpha = 1 at 1.1.
+    # slowly for a few thousand steps: 900 steps without it left alpha 0 at content distance 0.98 and alpha 1
+    # at 1.1; 600 steps with it, 0.74 and 0.87 (weights/README.md).
     identity_weight: float = param(1.0, ge=0.0)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
