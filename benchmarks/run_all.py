@@ -73,9 +73,10 @@ def main() -> None:
     for model in sorted(p.stem for p in (REPO / "weights").glob("*.pth")):
         if model.startswith("adain"):
             if (SHARED / "style").is_dir():
-                sections.append(run(f"Quality: adain {model} (held-out styles)",
-                                    ["benchmarks/quality.py", "adain", "--model", model, "--styles",
-                                     str(SHARED / "style"), "--held-out"]))
+                for alpha in ("1", "0.5", "0"):
+                    sections.append(run(f"Quality: adain {model}, alpha {alpha} (held-out styles)",
+                                        ["benchmarks/quality.py", "adain", "--model", model, "--styles",
+                                         str(SHARED / "style"), "--held-out", "--alpha", alpha]))
         else:
             sections.append(run(f"Quality: johnson {model}", ["benchmarks/quality.py", "johnson", "--model", model]))
 

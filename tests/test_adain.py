@@ -7,7 +7,8 @@ from torch import nn
 from stransfer import losses, weights
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.engines.adain import AdaIN, AdainConfig, Decoder, adain, decoder_layout, encoder_from
+from stransfer.engines.adain import (SKIP_LAYERS, AdaIN, AdainConfig, Decoder, adain, decoder_layout,
+                                     encoder_from, skip_weight)
 from stransfer.errors import WeightsError
 
 
@@ -52,8 +53,45 @@ def test_alpha_zero_decodes_the_content_features(tiny_adain):
     content = torch.rand(1, 3, 32, 32)
     a0 = AdaIN(encoder, decoder, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=0.0)
     with torch.no_grad():
-        expected = decoder(encoder(content, ["relu4_1"])["relu4_1"]).clamp(0, 1)
+        f = encoder(content, ["relu4_1", *SKIP_LAYERS])
+        expected = decoder(f["relu4_1"], {k: f[k] for k in SKIP_LAYERS}).clamp(0, 1)
     torch.testing.assert_close(a0.stylize(content), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_content_skips_fade_out_as_alpha_rises(tiny_adain):
+    encoder, decoder = tiny_adain
+    content = torch.rand(1, 3, 32, 32)
+    seen = []
+
+    class Recording(Decoder):
+        def forward(self, features, skips=None):
+            seen.append(skips)
+            return super().forward(features, skips)
+
+    recording = Recording("vgg16").eval()
+    recording.load_state_dict(decoder.state_dict())
+    with torch.no_grad():
+        f = encoder(content, list(SKIP_LAYERS))
+    for alpha in (1.0, 0.25):
+        AdaIN(encoder, recording, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=alpha).stylize(content)
+    assert seen[0] is None  # alpha 1: the paper's decoder, nothing added
+    for k in SKIP_LAYERS:
+        torch.testing.assert_close(seen[1][k], skip_weight(0.25) * f[k])
+    weights_by_alpha = [skip_weight(a / 10) for a in range(11)]
+    assert weights_by_alpha[0] == 1.0 and weights_by_alpha[-1] == 0.0  # alpha 0: the full skips
+    assert all(a > b for a, b in zip(weights_by_alpha, weights_by_alpha[1:]))
+
+
+def test_zero_skips_add_nothing_and_real_ones_change_the_output():
+    decoder = Decoder("vgg16").eval()
+    features = torch.rand(1, 512, 4, 4)
+    shapes = {"relu3_1": (256, 8), "relu2_1": (128, 16), "relu1_1": (64, 32)}
+    zeros = {k: torch.zeros(1, c, s, s) for k, (c, s) in shapes.items()}
+    ones = {k: torch.rand(1, c, s, s) for k, (c, s) in shapes.items()}
+    with torch.no_grad():
+        plain = decoder(features)
+        assert torch.equal(decoder(features, zeros), plain)
+        assert (decoder(features, ones) - plain).abs().mean() > 1e-4
 
 
 def test_registry_builds_from_a_decoder_file_for_its_own_encoder(tmp_path, random_weights_file, random_vgg16):

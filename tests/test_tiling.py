@@ -76,11 +76,12 @@ def test_johnson_tiles_share_the_whole_images_statistics():
     assert all(norm.frozen is None for norm in engine.norms)  # nothing left frozen for the next image
 
 
-def test_adain_tiles_agree_with_the_whole_image(random_vgg16):
+@pytest.mark.parametrize("alpha", [1.0, 0.5])  # 0.5: the content skips go through the tiler too
+def test_adain_tiles_agree_with_the_whole_image(random_vgg16, alpha):
     state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
     torch.manual_seed(0)
     engine = AdaIN(encoder_from("vgg16", state), Decoder().eval(), make_runtime("cpu", "fp32"),
-                   [smooth_image(64, 64)], [1.0], alpha=1.0, tile="off")
+                   [smooth_image(64, 64)], [1.0], alpha=alpha, tile="off")
     image = smooth_image(96, 160)
     whole = engine.stylize(image)
     engine.tile, engine.tile_overlap, engine._stats = "64", 32, {}

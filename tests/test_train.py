@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stransfer.device import Runtime
-from stransfer.engines.adain import ENCODER_LAYER, Decoder, load_decoder
+from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, Decoder, load_decoder
 from stransfer.engines.johnson import load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
@@ -162,22 +162,30 @@ def test_two_process_ddp_training_writes_the_same_kind_of_checkpoint(tmp_path, t
 
 
 def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg16):
-    """The first quarter of a batch is decoded from the content's own features (alpha 0) and scored by the
-    identity term; with identity_weight 0 every item is stylised."""
+    """The first quarter of a batch is decoded from the content's own features (alpha 0), with content skips
+    at strengths from 1 down to 0, and scored by the identity term; the stylised items get no skips; with
+    identity_weight 0 every item is stylised."""
     files = sorted(photo_folder.glob("*.png"))
     seen = []
 
     class Recording(Decoder):
-        def forward(self, features):
-            seen.append(features.detach())
-            return super().forward(features)
+        def forward(self, features, skips=None):
+            seen.append((features.detach(), skips))
+            return super().forward(features, skips)
 
     for weight, expected in ((1.0, 2), (0.0, 0)):
         cfg = AdainTrainConfig(batch_size=8, crop_size=32, identity_weight=weight)
         task = AdainTask(cfg, Runtime(torch.device("cpu")), random_vgg16, files, files, [], [])
         content, style = task.batch(0)
         _, logged = task.loss((content, style), Recording())
-        own = random_vgg16(content, [ENCODER_LAYER])[ENCODER_LAYER]
-        decoded_as_is = [torch.allclose(seen[-1][i], own[i]) for i in range(8)]
+        own = random_vgg16(content, [ENCODER_LAYER, *SKIP_LAYERS])
+        features, skips = seen[-1]
+        decoded_as_is = [torch.allclose(features[i], own[ENCODER_LAYER][i]) for i in range(8)]
         assert decoded_as_is == [True] * expected + [False] * (8 - expected)
         assert ("identity" in logged) == bool(expected)
+        if not expected:
+            assert skips is None
+            continue
+        for k in SKIP_LAYERS:
+            torch.testing.assert_close(skips[k][0], own[k][0])  # strength 1: alpha 0
+            assert not skips[k][1:].any()  # strength 0, then the stylised items

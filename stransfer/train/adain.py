@@ -13,7 +13,7 @@ from stransfer import losses
 from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, param
 from stransfer.device import Runtime
-from stransfer.engines.adain import ENCODER_LAYER, STYLE_LAYERS, Decoder, adain
+from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain
 from stransfer.images import grid
 from stransfer.train.data import CropSampler, load_previews
 from stransfer.train.loop import TrainConfig
@@ -38,7 +38,9 @@ class AdainTrainConfig(TrainConfig):
     # Identity term: a quarter of each batch is decoded from the content's own features (alpha = 0) and must
     # give back the content at every encoder layer. Without it the decoder learns to invert features far too
     # slowly for a few thousand steps: 900 steps without it left alpha 0 at content distance 0.98 and alpha 1
-    # at 1.1; 600 steps with it, 0.74 and 0.87 (weights/README.md).
+    # at 1.1; 600 steps with it, 0.74 and 0.87 (weights/README.md). Those items get the content skips at
+    # strengths spread from 1 (alpha 0) down to 0, so the decoder also keeps learning to invert relu4_1 alone,
+    # which alpha 1 (no skips) relies on.
     identity_weight: float = param(1.0, ge=0.0)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
@@ -81,8 +83,13 @@ class AdainTask:
         style_stats = {k: losses.mean_std(v) for k, v in style_f.items()}
         own = content_f[ENCODER_LAYER].float()
         target = torch.cat([own[:n], adain(own[n:], *style_stats[ENCODER_LAYER])])
+        skips = None
+        if n:
+            strength = torch.zeros(content.shape[0], 1, 1, 1, device=own.device)
+            strength[:n, 0, 0, 0] = torch.linspace(1.0, 0.0, n)
+            skips = {k: content_f[k] * strength.to(content_f[k].dtype) for k in SKIP_LAYERS}
         with self.runtime.autocast():
-            out = model(target)
+            out = model(target, skips)
             out_f = self.encoder(out, STYLE_LAYERS)
         content_term = losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean()
         style_term = stats_loss({k: v[n:] for k, v in out_f.items()}, style_stats)
