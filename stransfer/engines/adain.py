@@ -147,7 +147,9 @@ class AdaIN:
                  style_scale: float = 1.0, tile: str = "auto", tile_overlap: int = 96) -> None:
         if not styles:
             raise ValueError("adain needs a style image")
-        self.encoder, self.decoder = encoder.to(runtime.device), decoder.to(runtime.device)
+        # Channels-last: oneDNN's convolutions run 1.3x faster in it on the CPU (1024 px bf16: 3.7 s, not 4.7 s).
+        self.encoder = encoder.to(runtime.device, memory_format=torch.channels_last)
+        self.decoder = decoder.to(runtime.device, memory_format=torch.channels_last)
         self.runtime, self.styles, self.blend, self.alpha = runtime, styles, blend, alpha
         self.style_name, self.mask, self.style_scale = style_name, mask, style_scale
         self.tile, self.tile_overlap = tile, tile_overlap
@@ -159,7 +161,7 @@ class AdaIN:
         image = pad_to_multiple(image, 8, minimum=16)
         layers = (ENCODER_LAYER, *SKIP_LAYERS) if skips else (ENCODER_LAYER,)
         with torch.no_grad(), self.runtime.autocast():
-            return self.encoder(image.to(self.runtime.device), layers)
+            return self.encoder(image.to(self.runtime.device, memory_format=torch.channels_last), layers)
 
     def _stats_of(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel mean and std at relu4_1; a large image is encoded in tiles whose sums are pooled, so the
@@ -212,7 +214,7 @@ class AdaIN:
         # In place: at 1024 px a weighted copy of the skips would cost another 0.45 GB.
         skips = {k: features[k].mul_(weight) for k in SKIP_LAYERS} if weight > 0 else None
         with self.runtime.autocast():
-            return self.decoder(target, skips).float().clamp(0, 1).cpu()
+            return self.decoder(target, skips).float().clamp(0, 1).cpu().contiguous()
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
