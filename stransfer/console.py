@@ -17,8 +17,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    """One line on stderr; soft_wrap keeps it one line whatever the terminal's width."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}")
+    """One line on stderr; soft_wrap keeps it one line whatever the terminal's width, and the message's own line
+    breaks (torch's state-dict errors have several) become spaces."""
+    stderr.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}")
 
 
 def warn(message: str) -> None:

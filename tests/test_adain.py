@@ -94,6 +94,20 @@ def test_zero_skips_add_nothing_and_real_ones_change_the_output():
         assert (decoder(features, ones) - plain).abs().mean() > 1e-4
 
 
+def test_a_decoder_file_without_the_content_skips_is_refused_in_one_line(capsys, tmp_path, make_image,
+                                                                       random_weights_file):
+    from test_cli import cli, one_error_line
+
+    state = {k: v for k, v in Decoder("vgg16").state_dict().items() if not k.startswith("skips.")}
+    weights.save_model(tmp_path / "old.pth", "adain", state, backbone="vgg16", encoder_layer="relu4_1",
+                       encoder_digest="0" * 64, train_config={}, steps=1, record={})
+    photo, style = make_image("c.png", 24, 24), make_image("s.png", 24, 24, seed=1)
+    code, _, err = cli(capsys, "stylize", photo, "-s", style, "-m", "adain", "--model", tmp_path / "old.pth",
+                       "-o", tmp_path / "out.png", "--vgg-weights", random_weights_file, "--device", "cpu")
+    assert code == 1 and "skips.relu3_1.weight" in one_error_line(err)
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_registry_builds_from_a_decoder_file_for_its_own_encoder(tmp_path, random_weights_file, random_vgg16):
     state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
     encoder_state = {k.removeprefix("layers."): v for k, v in encoder_from("vgg16", state).state_dict().items()}
