@@ -11,6 +11,8 @@ from stransfer.engines.adain import (SKIP_LAYERS, AdaIN, AdainConfig, Decoder, a
                                      encoder_from, skip_weight)
 from stransfer.errors import WeightsError
 
+from test_cli import cli, one_error_line
+
 
 def test_adain_moves_channel_statistics_to_the_style():
     content = torch.randn(2, 8, 6, 6) * 3 + 1
@@ -96,8 +98,6 @@ def test_zero_skips_add_nothing_and_real_ones_change_the_output():
 
 def test_a_decoder_file_without_the_content_skips_is_refused_in_one_line(capsys, tmp_path, make_image,
                                                                        random_weights_file):
-    from test_cli import cli, one_error_line
-
     state = {k: v for k, v in Decoder("vgg16").state_dict().items() if not k.startswith("skips.")}
     weights.save_model(tmp_path / "old.pth", "adain", state, backbone="vgg16", encoder_layer="relu4_1",
                        encoder_digest="0" * 64, train_config={}, steps=1, record={})
