@@ -43,3 +43,12 @@ def test_seed_makes_generators_repeat():
     b = torch.rand(4, generator=make_runtime("cpu", seed=3).generator())
     c = torch.rand(4, generator=make_runtime("cpu", seed=4).generator())
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "fma"}, "fp32"), ({"avx2", "avx512f"}, "fp32"),
+                                                  ({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16")])
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    """auto is bf16 only where the CPU runs it natively; AVX2-only CPUs would emulate it 400x slower."""
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    assert make_runtime("cpu", "auto").precision == expected
+    assert make_runtime("cpu", "fp32").precision == "fp32"
