@@ -18,6 +18,7 @@ from stransfer import weights
 from stransfer.device import make_runtime
 from stransfer.engines.adain import AdaIN, Decoder, encoder_from
 from stransfer.train.adain import AdainTask, AdainTrainConfig
+from stransfer.train.loop import place
 from timing import ms_per_call, speed_options
 
 
@@ -30,7 +31,7 @@ def main() -> None:
           f"torch {torch.__version__}")
     print("| size | alpha | " + " | ".join(f"{p} ms/image (style encoding) " for p in precisions) + " |")
     print("|---|---|" + "---|" * len(precisions))
-    for size in map(int, args.sizes.split(",")):
+    for size in args.sizes:
         for alpha in (1.0, 0.5):
             cells = []
             for precision in precisions:
@@ -55,11 +56,11 @@ def main() -> None:
     cells = []
     for precision in precisions:
         runtime = make_runtime(args.device, precision, seed=0)
-        task = AdainTask(cfg, runtime, encoder_from("vgg16", state).to(runtime.device), [], [], [], [])
-        task.model.to(runtime.device)
+        task = AdainTask(cfg, runtime, place(encoder_from("vgg16", state), runtime), [], [], [], [])
+        place(task.model, runtime)
         opt = torch.optim.Adam(task.model.parameters(), lr=cfg.learning_rate)
-        batch = tuple(torch.rand(cfg.batch_size, 3, cfg.crop_size, cfg.crop_size, device=runtime.device)
-                      for _ in range(2))
+        batch = tuple(torch.rand(count, 3, cfg.crop_size, cfg.crop_size, device=runtime.device).to(
+            memory_format=torch.channels_last) for count in (cfg.batch_size, cfg.batch_size - task.identity_items()))
 
         def step() -> None:
             opt.zero_grad()

@@ -20,6 +20,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
+from stransfer.train.loop import place
 from timing import ms_per_call, speed_options
 
 SHIPPED = JohnsonArch(width=JohnsonTrainConfig().width, residual_blocks=JohnsonTrainConfig().residual_blocks)
@@ -44,11 +45,12 @@ def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps
     cfg = dataclasses.replace(JohnsonTrainConfig(), width=arch.width, residual_blocks=arch.residual_blocks)
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
     backbone.load_weights(weights.resolve("vgg16")[0])
-    task = JohnsonTask(cfg, runtime, backbone.to(runtime.device), torch.rand(1, 3, 256, 256), Path("synthetic.jpg"),
+    task = JohnsonTask(cfg, runtime, place(backbone, runtime), torch.rand(1, 3, 256, 256), Path("synthetic.jpg"),
                        [], [])
-    net = task.model.to(runtime.device)
+    net = place(task.model, runtime)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    batch = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=runtime.device)
+    batch = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=runtime.device).to(
+        memory_format=torch.channels_last)
 
     def step() -> None:
         opt.zero_grad()
@@ -68,7 +70,7 @@ def main() -> None:
         torch.manual_seed(0)
         net = TransformerNet(arch)
         name = f"{label} (width {arch.width}, {arch.residual_blocks} blocks)"
-        for size in map(int, args.sizes.split(",")):
+        for size in args.sizes:
             cells = [f"{ms_per_image(net, size, p, args.device, args.repeats):.0f}" for p in precisions]
             print(f"| {name} | {size} | " + " | ".join(cells) + " |", flush=True)
     cfg = JohnsonTrainConfig()

@@ -278,6 +278,9 @@ RunDirOpt = Annotated[Path | None, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue the run in this folder from its last checkpoint; other inputs come from it.")]
 StepsOpt = Annotated[int | None, typer.Option(help="Total optimiser steps (on --resume: extend to this).")]
+InitOpt = Annotated[str | None, typer.Option(
+    "--init", help="Start from this trained model (NAME or .pth): its weights, a fresh optimiser; the new model's "
+                   "record keeps the lineage.")]
 
 
 def _train(kind: str, run_dir: Path, resume: bool, steps: int | None, device: str | None, threads: int | None,
@@ -298,6 +301,7 @@ def train_johnson(
     = None,
     run_dir: RunDirOpt = None,
     resume: ResumeOpt = None,
+    init: InitOpt = None,
     config: ConfigOpt = None,
     steps: StepsOpt = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
@@ -319,6 +323,8 @@ def train_johnson(
 ) -> None:
     """Train a Johnson feed-forward network for one style (resumable; torchrun for several processes)."""
     world = distributed.init()
+    if resume is not None and init is not None:
+        raise UsageError("--init starts a new run; --resume continues one: give one of them")
     if resume is not None:
         _train("johnson", resume, True, steps, device.value if device.value != "auto" else None, threads,
                vgg_weights, world)
@@ -330,18 +336,22 @@ def train_johnson(
     if not data.is_dir():
         raise UsageError(f"--data {data}: not a folder")
     images.output_format(out.with_suffix(".png"))  # the model path itself only needs to be writable
-    cfg = config_mod.build(training.config_type("johnson"), config, _engine_flags(
+    flags = _engine_flags(
         training.config_type("johnson"), "johnson", steps=steps, batch_size=batch_size, image_size=image_size,
         style_size=style_size, learning_rate=learning_rate, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
-        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
+        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed)
+    start = training.read_init("johnson", init) if init is not None else None
+    cfg = config_mod.build(training.config_type("johnson"), config,
+                           training.init_overrides(start, flags) if start else flags)
     if out.exists() and world.is_main:
         raise UsageError(f"{out} already exists: choose another --out or remove it")
     run_dir = run_dir or Path("runs") / f"johnson-{style.stem}"
     if world.is_main:
         training.new_run("johnson", run_dir, cfg,
                          {"style": str(style.resolve()), "data": str(data.resolve()), "out": str(out.resolve())},
-                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
+                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision},
+                         start)
     _train("johnson", run_dir, False, None, None, threads, vgg_weights, world)
 
 
@@ -354,6 +364,7 @@ def train_adain(
     = None,
     run_dir: RunDirOpt = None,
     resume: ResumeOpt = None,
+    init: InitOpt = None,
     config: ConfigOpt = None,
     steps: StepsOpt = None,
     batch_size: Annotated[int | None, typer.Option(help="Content/style pairs per step.")] = None,
@@ -375,6 +386,8 @@ def train_adain(
 ) -> None:
     """Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes)."""
     world = distributed.init()
+    if resume is not None and init is not None:
+        raise UsageError("--init starts a new run; --resume continues one: give one of them")
     if resume is not None:
         _train("adain", resume, True, steps, device.value if device.value != "auto" else None, threads,
                vgg_weights, world)
@@ -385,17 +398,20 @@ def train_adain(
         if not folder.is_dir():
             raise UsageError(f"{flag} {folder}: not a folder")
     cfg_type = training.config_type("adain")
-    cfg = config_mod.build(cfg_type, config, _engine_flags(
+    flags = _engine_flags(
         cfg_type, "adain", steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate,
         lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
-        identity_weight=identity_weight, checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed))
+        identity_weight=identity_weight, checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed)
+    start = training.read_init("adain", init) if init is not None else None
+    cfg = config_mod.build(cfg_type, config, training.init_overrides(start, flags) if start else flags)
     if out.exists() and world.is_main:
         raise UsageError(f"{out} already exists: choose another --out or remove it")
     run_dir = run_dir or Path("runs") / f"adain-{out.stem}"
     if world.is_main:
         training.new_run("adain", run_dir, cfg, {"content_data": str(content_data.resolve()),
                                                  "style_data": str(style_data.resolve()), "out": str(out.resolve())},
-                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision})
+                         {"device": device.value, "precision": make_runtime(device.value, precision.value).precision},
+                         start)
     _train("adain", run_dir, False, None, None, threads, vgg_weights, world)
 
 
@@ -529,13 +545,13 @@ def models_list() -> None:
             except StransferError as e:
                 console.stdout.print(f"{path.stem}: unreadable ({e})")
                 continue
-            record = payload.get("record", {})
+            wall_s = sum(stage.get("wall_time_s") or 0 for stage in training.lineage_of(payload))
             style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
                      else "any style (-s)")
             console.stdout.print(
                 f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; {style}; "
                 f"{payload.get('steps', '?')} steps, "
-                f"{record.get('wall_time_s', 0) / 60:.0f} min on {record.get('machine', '?')}")
+                f"{wall_s / 60:.0f} min on {payload.get('record', {}).get('machine', '?')}")
     if not found:
         console.stdout.print("no trained models found in " + ", ".join(str(d) for d in weights.model_dirs()))
 

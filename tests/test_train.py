@@ -189,3 +189,59 @@ def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg
         for k in SKIP_LAYERS:
             torch.testing.assert_close(skips[k][0], own[k][0])  # strength 1: alpha 0
             assert not skips[k][1:].any()  # strength 0, then the stylised items
+
+
+def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tiny_johnson_args):
+    """--init starts from the model's weights (not from scratch), inherits its architecture, and the new
+    model's record lists both stages with the total step count."""
+    first = tmp_path / "first.pth"
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "4", "--run-dir",
+                       tmp_path / "r1", "-o", first)
+    assert code == 0, err
+    second = tmp_path / "second.pth"
+    # No --width here: the tiny TOML's width 4 must come from the model (the default is 16).
+    args = [a for a in tiny_johnson_args]
+    args[args.index("--config") + 1] = tmp_path / "other.toml"
+    (tmp_path / "other.toml").write_text("image_size = 32\nstyle_size = 32\nbatch_size = 2\nlog_every = 1\n")
+    code, _, err = cli(capsys, "train", "johnson", *args, "--init", first, "--steps", "3", "--learning-rate",
+                       "1e-9", "--run-dir", tmp_path / "r2", "-o", second)
+    assert code == 0, err
+    net1, p1 = load_transformer(first)
+    net2, p2 = load_transformer(second)
+    assert p2["arch"] == p1["arch"] == {"width": 4, "residual_blocks": 1}
+    # A learning rate of 1e-9 barely moves the weights: they were loaded, not drawn afresh.
+    for (k, a), b in zip(net1.state_dict().items(), net2.state_dict().values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=k)
+    lineage = p2["record"]["lineage"]
+    assert [s["steps"] for s in lineage] == [4, 3] and p2["steps"] == 7
+    assert lineage[0]["train_config"]["width"] == 4 and lineage[1]["train_config"]["learning_rate"] == 1e-9
+    # The second stage does not replay the first stage's batches.
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["seed"] == 4
+
+
+def test_init_refuses_what_does_not_fit(capsys, tmp_path, tiny_johnson_args, random_weights_file):
+    first = tmp_path / "first.pth"
+    assert cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "2", "--run-dir", tmp_path / "r1",
+               "-o", first)[0] == 0
+    cases = [
+        (["--init", first, "--width", "8"], "contradicts --init"),
+        (["--init", tmp_path / "missing.pth"], "--init"),
+        (["--init", first, "--resume", tmp_path / "r1"], "give one of them"),
+    ]
+    for extra, message in cases:
+        code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--run-dir", tmp_path / "rx",
+                           "-o", tmp_path / "x.pth", *extra)
+        assert code == 2 and message in one_error_line(err), (extra, err)
+    code, _, err = cli(capsys, "train", "adain", "--content-data", tmp_path, "--style-data", tmp_path,
+                       "-o", tmp_path / "d.pth", "--init", first, "--vgg-weights", random_weights_file)
+    assert code == 2 and "johnson" in one_error_line(err)
+
+
+def test_training_on_an_avx2_cpu_runs_fp32(capsys, monkeypatch, tmp_path, tiny_johnson_args):
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: {"avx2", "fma"})
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "1", "--precision", "auto",
+                       "--run-dir", run, "-o", tmp_path / "m.pth")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["runtime"]["precision"] == "fp32"

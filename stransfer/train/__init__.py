@@ -10,14 +10,14 @@ from stransfer import config as config_mod
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.device import make_runtime
 from stransfer.distributed import World, runtime_for
-from stransfer.errors import InputError, UsageError
+from stransfer.errors import InputError, UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.fileio import atomic_write
 from stransfer.images import load_image
 from stransfer.train.data import list_images, split
 from stransfer.engines.adain import ENCODER_LAYER
-from stransfer.train.loop import CHECKPOINT, Task, TrainResult, train
-from stransfer.weights import resolve
+from stransfer.train.loop import CHECKPOINT, Task, TrainResult, place, train
+from stransfer.weights import find_model, load_model, resolve
 
 RUN_CONFIG = "config.json"
 
@@ -34,12 +34,51 @@ def config_type(kind: str) -> type:
     raise UsageError(f"unknown training task '{kind}'")
 
 
-def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str], runtime: dict[str, Any]) -> None:
+def lineage_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training stages behind a model file, oldest first; a file from before lineages is one stage."""
+    record = payload.get("record", {})
+    if isinstance(record.get("lineage"), list):
+        return record["lineage"]
+    return [{"steps": payload.get("steps"), "wall_time_s": record.get("wall_time_s"), "machine": record.get("machine"),
+             "final_losses": record.get("final_losses"), "train_config": payload.get("train_config")}]
+
+
+def read_init(kind: str, name_or_path: str) -> dict[str, Any]:
+    """The trained model a new run starts from (--init NAME or path): its path, architecture and lineage.
+
+    The lineage is copied into the run folder now, since a run usually ends by replacing the very file it
+    started from."""
+    try:
+        path = find_model(name_or_path)
+        payload = load_model(path, kind)
+    except WeightsError as e:
+        raise UsageError(f"--init {e}") from None
+    return {"path": str(path.resolve()), "lineage": lineage_of(payload),
+            "arch": payload.get("arch"), "backbone": payload.get("backbone")}
+
+
+def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """Settings a run started from a model inherits: its architecture and backbone (a flag that contradicts
+    them is an error), and a seed past the batches the model already trained on, unless --seed says otherwise."""
+    inherited = {**(init["arch"] or {}), "backbone": init["backbone"]}
+    for key, value in inherited.items():
+        if key in flags and flags[key] != value:
+            raise UsageError(f"--{key.replace('_', '-')} {flags[key]} contradicts --init {init['path']} ({key} "
+                             f"{value}); a model keeps its architecture")
+    # Batches are a function of (seed, step) and a new stage counts steps from 0: with the same seed it would
+    # replay the first stage's batches.
+    seed = sum(int(stage.get("steps") or 0) for stage in init["lineage"])
+    return {"seed": seed, **inherited, **flags}
+
+
+def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str], runtime: dict[str, Any],
+            init: dict[str, Any] | None = None) -> None:
     """Write the run's config.json; refuse a folder that already holds a run (resume it instead)."""
     if (run_dir / RUN_CONFIG).exists() or (run_dir / CHECKPOINT).exists():
         raise UsageError(f"{run_dir} already holds a training run: continue it with --resume {run_dir}, "
                          "or choose another --run-dir")
-    record = {"task": kind, "config": config_mod.as_dict(cfg), "inputs": inputs, "runtime": runtime}
+    record = {"task": kind, "config": config_mod.as_dict(cfg), "inputs": inputs, "runtime": runtime,
+              "init": init}
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / RUN_CONFIG, "w") as f:
         json.dump(record, f, indent=2)
@@ -69,7 +108,7 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
     layers = (*cfg.content_layers, *cfg.style_layers) if kind == "johnson" else (ENCODER_LAYER,)
     backbone = VGGFeatures(cfg.backbone, deepest=deepest_layer(cfg.backbone, layers))
     backbone.load_weights(resolve(cfg.backbone, vgg_weights, on_event)[0])
-    backbone = backbone.to(runtime.device)
+    backbone = place(backbone, runtime)
 
     task: Task
     if kind == "adain":
@@ -90,5 +129,16 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
         train_files, held_out = split(list_images(inputs["data"]))
         task = JohnsonTask(cfg, runtime, backbone, style, inputs["style"], train_files, held_out or train_files,
                            world.rank)
+    init = record.get("init")
+    if init and not resume:
+        _load_init(task.model, Path(init["path"]), kind)
     out = inputs.get("out")
-    return train(task, cfg, runtime, run_dir, out, on_event, resume=resume, world=world)
+    return train(task, cfg, runtime, run_dir, out, on_event, resume=resume, world=world,
+                 lineage=init["lineage"] if init else [])
+
+
+def _load_init(model: Any, path: Path, kind: str) -> None:
+    try:
+        model.load_state_dict(load_model(path, kind)["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise UsageError(f"--init {path}: does not fit this run's network ({str(e).splitlines()[0]})") from None

@@ -68,18 +68,24 @@ class AdainTask:
         self.preview_pairs = list(zip(load_previews(preview_content, cfg.crop_size),
                                       load_previews(preview_style, cfg.crop_size)))
 
+    def identity_items(self) -> int:
+        """How many items of each batch are reconstructed rather than stylised (they need no style crop)."""
+        return self.cfg.batch_size // 4 if self.cfg.identity_weight > 0 else 0
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.runtime.device
-        return (self.contents.batch(step, self.cfg.batch_size).to(device),
-                self.styles.batch(step, self.cfg.batch_size).to(device))
+        """batch_size content crops and a style crop for each item that is stylised, channels-last like the
+        networks (loop.place)."""
+        device, cl = self.runtime.device, torch.channels_last
+        return (self.contents.batch(step, self.cfg.batch_size).to(device, memory_format=cl),
+                self.styles.batch(step, self.cfg.batch_size - self.identity_items()).to(device, memory_format=cl))
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor], model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         content, style = batch
         # Items [:n] are reconstructed, the rest stylised; one decoder pass serves both.
-        n = content.shape[0] // 4 if self.cfg.identity_weight > 0 else 0
+        n = content.shape[0] - style.shape[0]
         with torch.no_grad(), self.runtime.autocast():
             content_f = self.encoder(content, STYLE_LAYERS)
-            style_f = self.encoder(style[n:], STYLE_LAYERS)
+            style_f = self.encoder(style, STYLE_LAYERS)
         style_stats = {k: losses.mean_std(v) for k, v in style_f.items()}
         own = content_f[ENCODER_LAYER].float()
         target = torch.cat([own[:n], adain(own[n:], *style_stats[ENCODER_LAYER])])

@@ -61,7 +61,8 @@ class JohnsonTask:
         self.previews = load_previews(preview_files, cfg.image_size)
 
     def batch(self, step: int) -> torch.Tensor:
-        return self.sampler.batch(step, self.cfg.batch_size).to(self.runtime.device)
+        # Channels-last, like the networks (loop.place).
+        return self.sampler.batch(step, self.cfg.batch_size).to(self.runtime.device, memory_format=torch.channels_last)
 
     def loss(self, content: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg

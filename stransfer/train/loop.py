@@ -7,6 +7,7 @@ import json
 import platform
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from stransfer.config import as_dict as config_as_dict
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.distributed import World
@@ -59,6 +61,12 @@ class Task(Protocol):
     def preview(self) -> torch.Tensor: ...
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None: ...
+
+
+def place(module: nn.Module, runtime: Runtime) -> nn.Module:
+    """A network on the run's device in channels-last, the layout the tasks' batches come in: oneDNN's
+    convolutions run fastest in it (1.05-1.2x a training step on 2 AVX2 cores), as do cuDNN's in bf16."""
+    return module.to(runtime.device, memory_format=torch.channels_last)
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -125,14 +133,18 @@ def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
 
 
 def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Path | None,
-          on_event: EventCallback = ignore, resume: bool = False, world: World = World()) -> TrainResult:
+          on_event: EventCallback = ignore, resume: bool = False, world: World = World(),
+          lineage: Sequence[dict[str, Any]] = ()) -> TrainResult:
     """Train `task.model` for cfg.steps, checkpointing into `run_dir`; on resume, continue from its checkpoint.
+
+    `lineage` lists the stages that trained the model this run started from (--init); the model file's
+    record appends this run's stage to it, and its step count is the total over every stage.
 
     Under torchrun each rank trains on its own stream of batches through DistributedDataParallel (gradients
     averaged: the effective batch is batch_size x world size); only rank 0 reads and writes the run folder,
     and broadcasts what it read.
     """
-    model = task.model.to(runtime.device).train()
+    model = place(task.model, runtime).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     step, elapsed = 0, 0.0
     losses: dict[str, float] = {}
@@ -194,10 +206,12 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
                 save_image(sheet, run_dir / f"preview_{step:06d}.png", overwrite=True)
                 _plot_losses(run_dir)
     model.eval()
-    record = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
-              "final_losses": {k: round(v, 5) for k, v in losses.items()}}
+    stage = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
+             "final_losses": {k: round(v, 5) for k, v in losses.items()}, "date": time.strftime("%Y-%m-%d"),
+             "train_config": config_as_dict(cfg)}
+    record = {**stage, "lineage": [*lineage, stage]}
     if writer:
         (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         if out is not None:
-            task.save(out, step, record)
+            task.save(out, sum(int(s.get("steps") or 0) for s in record["lineage"]), record)
     return TrainResult(step, elapsed, losses)
