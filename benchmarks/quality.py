@@ -1,12 +1,17 @@
 """Quality of the engines on photos and styles they never trained on, with the reference metric.
 
-    python benchmarks/quality.py johnson --model starry_night [--photos DIR] [--size 512]
+    python benchmarks/quality.py johnson --model starry_night [--photos DIR | --held-out-photos 8] [--size 512]
     python benchmarks/quality.py adain --model adain_vgg16 --styles DIR [--alpha 1.0]
 
-For each content photo (default: the photos of ../shared/data/samples where present, else examples/) prints the
-style distance, the photo's own style distance, their ratio, and the content distance; then the means.
+For each content photo (default: the photos of ../shared/data/samples where present, else examples/;
+--held-out-photos N: N of the training folder's held-out photos, which no model trains on) prints the style
+distance, the photo's own style distance, their ratio, and the content distance; then the means and the worst.
 A johnson model is scored against the style image it was trained on (examples/ or ../shared/data/samples/, or
 --style).
+
+Beside each output, the baseline a fast model must beat: the photo recoloured to the artwork's RGB mean and
+covariance (FACTS.md), which has the palette and no texture. "vs colour" is the output's ratio over the
+baseline's: at 1 the model is no more than a colour filter.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from stransfer import images, metrics, weights
+from stransfer import color, images, metrics, weights
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
@@ -25,6 +30,7 @@ from stransfer.train.data import is_held_out
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "data" / "samples"
+CONTENT = REPO.parent / "shared" / "data" / "content"
 # Photos among the samples (the rest are artworks); none of them is in the training folder content/.
 SAMPLE_PHOTOS = ("tubingen", "chicago", "golden_gate", "cornell", "newyork", "sailboat", "flowers", "amber")
 
@@ -32,6 +38,12 @@ SAMPLE_PHOTOS = ("tubingen", "chicago", "golden_gate", "cornell", "newyork", "sa
 def default_photos() -> list[Path]:
     found = [SAMPLES / f"{name}.jpg" for name in SAMPLE_PHOTOS if (SAMPLES / f"{name}.jpg").exists()]
     return found or [REPO / "examples" / "tubingen.jpg"]
+
+
+def held_out_photos(count: int) -> list[Path]:
+    """`count` held-out photos of the training folder, spread evenly over its (mixed-kind) listing."""
+    held = [p for p in sorted(CONTENT.glob("*.jpg")) if is_held_out(p)]
+    return held[:: max(1, len(held) // count)][:count]
 
 
 def main() -> None:
@@ -43,6 +55,8 @@ def main() -> None:
     parser.add_argument("--held-out", action="store_true",
                         help="adain: take only the held-out files of --styles (training never sees them)")
     parser.add_argument("--photos", type=Path, help="folder of content photos never trained on")
+    parser.add_argument("--held-out-photos", type=int, metavar="N",
+                        help="N held-out photos of ../shared/data/content instead of the samples")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--device", default="auto")
@@ -53,7 +67,8 @@ def main() -> None:
     runtime = make_runtime(args.device, args.precision, seed=0)
     metric_net = VGGFeatures("vgg16", deepest="relu4_3")
     metric_net.load_weights(weights.resolve("vgg16")[0])
-    photos = sorted(args.photos.glob("*.jpg")) if args.photos else default_photos()
+    photos = (sorted(args.photos.glob("*.jpg")) if args.photos else
+              held_out_photos(args.held_out_photos) if args.held_out_photos else default_photos())
     spec = ENGINES[args.method]
 
     if args.method == "johnson":
@@ -74,8 +89,9 @@ def main() -> None:
         engine = None
 
     print(f"# quality: {args.method} {args.model}, {args.size} px, {runtime.device}, {runtime.precision}")
-    print("| content | style | style distance | content's own | ratio | content distance | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| content | style | style distance | content's own | ratio | content distance | colour ratio | "
+          "vs colour | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|")
     totals = []
     for photo, style_path in pairs:
         content_full = images.load_image(photo).rgb
@@ -88,11 +104,17 @@ def main() -> None:
         out = engine.stylize(content)
         seconds = time.perf_counter() - start
         s = metrics.score(metric_net, out, content_full, style)
-        totals.append((s.style, s.content_own_style, s.style_ratio, s.content))
+        baseline = metrics.score(metric_net, color.match_color(content, style), content_full, style)
+        versus = s.style_ratio / baseline.style_ratio
+        totals.append((s.style, s.content_own_style, s.style_ratio, s.content, baseline.style_ratio, versus))
         print(f"| {photo.stem} | {style_path.stem} | {s.style:.3f} | {s.content_own_style:.3f} | "
-              f"{s.style_ratio:.3f} | {s.content:.3f} | {seconds:.2f} |", flush=True)
-    means = [sum(t[i] for t in totals) / len(totals) for i in range(4)]
-    print(f"| **mean** | | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {means[3]:.3f} | |")
+              f"{s.style_ratio:.3f} | {s.content:.3f} | {baseline.style_ratio:.3f} | {versus:.2f} | {seconds:.2f} |",
+              flush=True)
+    means = [sum(t[i] for t in totals) / len(totals) for i in range(6)]
+    worst = [max(t[i] for t in totals) for i in range(6)]
+    print(f"| **mean** | | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {means[3]:.3f} | {means[4]:.3f} | "
+          f"{means[5]:.2f} | |")
+    print(f"| **worst** | | | | {worst[2]:.3f} | {worst[3]:.3f} | | {worst[5]:.2f} | |")
 
 
 if __name__ == "__main__":
