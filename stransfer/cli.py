@@ -129,6 +129,9 @@ def stylize(
                                                        rich_help_panel="Gatys")] = None,
     style_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu1_2,relu2_2.",
                                                      rich_help_panel="Gatys")] = None,
+    style_loss: Annotated[str | None, typer.Option(
+        help="Style loss: gram, meanstd, mmd-poly, histogram, mrf, or weighted, e.g. gram:1,histogram:1.",
+        rich_help_panel="Gatys")] = None,
     init: Annotated[Init | None, typer.Option(help="Starting image.", rich_help_panel="Gatys")] = None,
     optimizer: Annotated[Optimizer | None, typer.Option(rich_help_panel="Gatys")] = None,
     scales: Annotated[str | None, typer.Option(
@@ -173,7 +176,7 @@ def stylize(
     runtime = make_runtime(device.value, precision.value, threads, seed)
     cfg = config_mod.build(spec.config_type, config, _engine_flags(
         spec.config_type, spec.name, content_weight=content_weight, style_weight=style_weight,
-        tv_weight=tv_weight, content_layers=content_layers, style_layers=style_layers, init=init,
+        tv_weight=tv_weight, content_layers=content_layers, style_layers=style_layers, style_loss=style_loss, init=init,
         optimizer=optimizer, scales=_parse_scales(scales), iterations=iterations, save_every=save_every,
         model=model, alpha=alpha, tile=tile, tile_overlap=tile_overlap))
     style = style or []
@@ -245,6 +248,51 @@ def stylize(
     raise typer.Exit(1 if counts["failed"] else 0)
 
 
+@app.command(epilog=EXIT_CODES)
+def texture(
+    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style image (repeatable, see --style-blend).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The texture to write.")] = Path("texture.png"),
+    size: Annotated[int, typer.Option(help="Side of the square texture in pixels.")] = 512,
+    height: Annotated[int | None, typer.Option(help="Height, for a texture that is not square.")] = None,
+    style_loss: Annotated[str | None, typer.Option(help="Style loss (default gram:1,histogram:1).")] = None,
+    style_blend: Annotated[str | None, typer.Option(help="Weights of several styles, e.g. 0.7,0.3.")] = None,
+    style_scale: Annotated[float | None, typer.Option(
+        help="Style image size relative to the texture (default: the style at its own pixel size).")] = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["auto"],
+    threads: ThreadsOpt = None,
+    seed: SeedOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Synthesise a texture from style images: the Gatys optimiser from noise, with no photo (any size)."""
+    from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture
+
+    spec = ENGINES["gatys"]
+    height = height or size
+    if min(size, height) < 16:
+        raise UsageError(f"a texture needs at least 16 pixels a side (got {size}x{height})")
+    images.check_writable(output, overwrite)
+    runtime = make_runtime(device.value, precision.value, threads, 0 if seed is None else seed)
+    # The texture defaults sit under the user's TOML file and flags.
+    in_file = config_mod.read_toml(config).keys() if config is not None else set()
+    defaults = {k: v for k, v in TEXTURE_DEFAULTS.items() if k not in in_file}
+    cfg = config_mod.build(spec.config_type, config, {**defaults, "style_loss": style_loss})
+    try:
+        styles = [images.load_image(p).rgb for p in style]
+    except InputError as e:
+        raise UsageError(f"style {e}") from None
+    scale = style_scale or max(styles[0].shape[-2:]) / max(size, height)
+    with console.ProgressRenderer() as render:
+        engine = spec.build(cfg, runtime, EngineInputs(
+            styles=styles, style_names=[p.stem for p in style], style_weights=_parse_blend(style_blend, len(style)),
+            style_scale=scale, vgg_weights=vgg_weights, on_event=render))
+        out = synthesize_texture(engine, height, size, render)
+    images.save_image(out, output, overwrite=overwrite)
+    console.stdout.print(str(output))
+
+
 @weights_app.command("fetch", epilog=EXIT_CODES)
 def weights_fetch(
     arch: Annotated[Arch, typer.Option(help="Backbone architecture.")] = Arch["vgg16"],
@@ -310,6 +358,7 @@ def train_johnson(
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     content_weight: Annotated[float | None, typer.Option()] = None,
     style_weight: Annotated[float | None, typer.Option()] = None,
+    style_loss: Annotated[str | None, typer.Option(help="Style loss, as for stylize -m gatys.")] = None,
     tv_weight: Annotated[float | None, typer.Option()] = None,
     width: Annotated[int | None, typer.Option(help="Channels of the first layer (32 in the paper).")] = None,
     residual_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 in the paper).")] = None,
@@ -339,7 +388,8 @@ def train_johnson(
     flags = _engine_flags(
         training.config_type("johnson"), "johnson", steps=steps, batch_size=batch_size, image_size=image_size,
         style_size=style_size, learning_rate=learning_rate, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
+        style_weight=style_weight, style_loss=style_loss, tv_weight=tv_weight, width=width,
+        residual_blocks=residual_blocks,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed)
     start = training.read_init("johnson", init) if init is not None else None
     cfg = config_mod.build(training.config_type("johnson"), config,

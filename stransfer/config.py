@@ -6,7 +6,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,9 +22,11 @@ def param(
     gt: float | None = None,
     le: float | None = None,
     choices: tuple[str, ...] | None = None,
+    check: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """A config field with its allowed range, checked wherever the value comes from."""
-    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices}
+    """A config field with its allowed range, checked wherever the value comes from; `check` parses values
+    with a grammar of their own and raises ValueError saying what is wrong."""
+    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "check": check}
     return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -84,6 +86,11 @@ def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str) -> 
             raise ConfigError(f"{where}: '{name}' must be > {meta['gt']} (got {item})")
         if "le" in meta and item > meta["le"]:
             raise ConfigError(f"{where}: '{name}' must be <= {meta['le']} (got {item})")
+        if "check" in meta:
+            try:
+                meta["check"](item)
+            except ValueError as e:
+                raise ConfigError(f"{where}: '{name}': {e}") from None
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""Pure loss functions of tensors and feature dicts: Gram and mean/std style losses, content, total variation."""
+"""Pure loss functions of tensors and feature dicts: content, total variation, and the style losses of the
+optimisation family (Gram, mean/std, MMD, histogram, CNNMRF) with one registry that every trainer and engine
+builds its style objective from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,17 +46,6 @@ def content_loss(features: Features, targets: Features) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def style_loss(features: Features, target_grams: Features, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over layers of the relative squared error between Gram matrices; with `mask` (B, 1, H, W), the
-    output's Grams are taken over the masked region only (spatial control, Gatys et al. 2017)."""
-    terms = []
-    for layer, target in target_grams.items():
-        f = features[layer]
-        g = gram(f) if mask is None else masked_gram(f, mask)
-        terms.append(relative_sq_error(g, target.expand(f.shape[0], -1, -1)).mean())
-    return torch.stack(terms).mean()
-
-
 def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Channel-wise mean and standard deviation over space, in fp32, shapes (B, C, 1, 1)."""
     f = features.float()
@@ -65,3 +59,222 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def _resized_mask(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.interpolate(mask.float(), size=features.shape[-2:], mode="bilinear",
+                                           align_corners=False)
+
+
+def masked_mean_std(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std over the region where `mask` (B, 1, H, W in [0, 1]) is on, weighted by it."""
+    m = _resized_mask(mask, features)
+    area = m.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+    f = features.float()
+    mean = (f * m).sum(dim=(2, 3), keepdim=True) / area
+    var = ((f - mean).pow(2) * m).sum(dim=(2, 3), keepdim=True) / area
+    return mean, (var + eps).sqrt()
+
+
+def mmd_poly(features: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], c: float) -> torch.Tensor:
+    """Squared MMD between the output's and the style's feature vectors under the kernel k(x, y) =
+    (x.y / C + c)^2 (Li et al. 2017), relative to the style's own term, per batch item.
+
+    Expanding the kernel gives a closed form with no pairwise sum: MMD^2 = ||G_x - G_y||^2 + (2c / C)
+    ||mu_x - mu_y||^2 with G the Gram matrix of gram() and mu the channel means; c = 0 is the Gram loss."""
+    g_target, mu_target = target
+    b, ch = features.shape[:2]
+    g = gram(features)
+    mu = features.float().mean(dim=(2, 3))
+    num = (g - g_target).pow(2).sum(dim=(1, 2)) + (2 * c / ch) * (mu - mu_target).pow(2).sum(dim=1)
+    den = g_target.pow(2).sum(dim=(1, 2)) + (2 * c / ch) * mu_target.pow(2).sum(dim=1)
+    return num / den.clamp_min(1e-12)
+
+
+HISTOGRAM_BINS = 256  # quantiles kept per channel: a style's histogram target, whatever the output's size
+
+
+def quantiles(features: torch.Tensor, count: int = HISTOGRAM_BINS) -> torch.Tensor:
+    """Per channel, `count` evenly spaced quantiles of the activations (C, count): a histogram that blends by
+    averaging (the 1-D Wasserstein barycentre) and resamples to any number of output positions."""
+    values = features.float()[0].flatten(1).sort(dim=1).values
+    positions = (torch.arange(count, device=values.device) + 0.5) * values.shape[1] / count
+    return values[:, positions.long().clamp_max(values.shape[1] - 1)]
+
+
+def histogram_match(features: torch.Tensor, target_quantiles: torch.Tensor) -> torch.Tensor:
+    """The features remapped, channel by channel, so their histogram is the target's while each activation
+    keeps its rank (Risser et al. 2017). Ranks are broken at random among equal values (ReLU maps are full of
+    zeros): a stable sort would send every tie to the same target value and the output would go flat."""
+    b, c, h, w = features.shape
+    f = features.detach().float().reshape(b, c, h * w)
+    # Fixed noise far below any activation step: the same tie order every evaluation, so L-BFGS sees one loss.
+    g = torch.Generator(device="cpu").manual_seed(0)
+    jitter = torch.rand(f.shape, generator=g).to(f.device) * 1e-6
+    order = (f + jitter).argsort(dim=2)
+    n = h * w
+    index = ((torch.arange(n, device=f.device) + 0.5) * target_quantiles.shape[1] / n).long()
+    sorted_target = target_quantiles[:, index].unsqueeze(0).expand(b, -1, -1)
+    matched = torch.empty_like(f).scatter_(2, order, sorted_target)
+    return matched.reshape(b, c, h, w)
+
+
+def histogram_loss(features: torch.Tensor, target_quantiles: torch.Tensor) -> torch.Tensor:
+    """Relative squared distance of the features to themselves remapped to the style's histogram, per batch
+    item. The target moves with the output every evaluation; no gradient flows through it."""
+    return relative_sq_error(features, histogram_match(features, target_quantiles))
+
+
+MRF_PATCH = 3
+MRF_CHUNK = 1024  # style patches per convolution: bounds the (patches x H x W) similarity tensor
+
+
+def style_patches(features: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """The style's 3x3 feature patches (K, C, 3, 3) of the first batch item."""
+    p = torch.nn.functional.unfold(features[:1].float(), MRF_PATCH, stride=stride)  # (1, C*9, K)
+    return p[0].T.reshape(-1, features.shape[1], MRF_PATCH, MRF_PATCH).contiguous()
+
+
+def nearest_patches(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
+    """For each 3x3 patch position of `features` (B, C, H, W), the index of the style patch with the highest
+    normalised cross-correlation (B, H-2, W-2). The style patches, divided by their norms, are the filters of
+    a convolution, run `chunk` at a time with a running max so the similarity tensor never exists whole.
+    (The output patch's own norm is the same for every candidate, so it does not change the argmax.)"""
+    f = features.detach().float()
+    normed = patches / patches.flatten(1).norm(dim=1).clamp_min(1e-8).view(-1, 1, 1, 1)
+    best = torch.full((f.shape[0], f.shape[2] - 2, f.shape[3] - 2), -float("inf"), device=f.device)
+    index = torch.zeros(best.shape, dtype=torch.long, device=f.device)
+    for start in range(0, normed.shape[0], chunk):
+        score, arg = torch.nn.functional.conv2d(f, normed[start:start + chunk]).max(dim=1)
+        better = score > best
+        best = torch.where(better, score, best)
+        index = torch.where(better, arg + start, index)
+    return index
+
+
+def mrf_loss(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
+    """CNNMRF (Li & Wand 2016): every 3x3 patch of the output's features pulled to its nearest style patch
+    (nearest_patches, recomputed every evaluation), as a relative squared error per batch item."""
+    b, c = features.shape[:2]
+    index = nearest_patches(features, patches, chunk)
+    own = torch.nn.functional.unfold(features.float(), MRF_PATCH).transpose(1, 2)  # (B, L, C*9)
+    matched = patches.flatten(1)[index.flatten(1)]  # (B, L, C*9)
+    return (own - matched).pow(2).sum(dim=(1, 2)) / matched.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)
+
+
+# ------------------------------------------------------------------------------------ the style-loss registry
+
+@dataclass(frozen=True)
+class StyleLoss:
+    """One style loss, layer by layer: a target from the style's features, the loss of the output's features
+    against it (per batch item; `mask` None, or (B, 1, H, W) where it accepts masks), and how the targets of
+    several styles blend. `layers` names its own layers where the method prescribes them."""
+
+    targets: Callable[[torch.Tensor], Any]
+    loss: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
+    blend: Callable[[list[Any], list[float]], Any]
+    masks: bool = False
+    layers: tuple[str, ...] | None = None
+
+
+def _average(targets: list[Any], weights: list[float]) -> Any:
+    """Weighted average of targets (tensors, or tuples of tensors)."""
+    if isinstance(targets[0], tuple):
+        return tuple(_average([t[i] for t in targets], weights) for i in range(len(targets[0])))
+    return sum(w * t for w, t in zip(weights, targets))
+
+
+def _gram_term(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    g = gram(features) if mask is None else masked_gram(features, mask)
+    return relative_sq_error(g, target.expand(features.shape[0], -1, -1))
+
+
+def _stats_term(features: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor],
+                mask: torch.Tensor | None) -> torch.Tensor:
+    mean, std = mean_std(features) if mask is None else masked_mean_std(features, mask)
+    return relative_sq_error(mean, target[0].expand_as(mean)) + relative_sq_error(std, target[1].expand_as(std))
+
+
+# c of the polynomial kernel: with features scaled as in gram(), 1 weighs the channel means about as much as
+# the second moments at relu1_2 and less deeper down; 0 would be the Gram loss exactly.
+MMD_POLY_C = 1.0
+# Style patches are taken every 2 pixels: a quarter of the candidates, so a 512 px style at relu3_1 gives 4k
+# patches instead of 16k and an evaluation at 512 px stays in seconds on a CPU.
+MRF_STRIDE = 2
+
+STYLE_LOSSES: dict[str, StyleLoss] = {
+    # Gatys et al. 2016: Gram matrices (second moments of the features).
+    "gram": StyleLoss(gram, _gram_term, _average, masks=True),
+    # Li et al. 2017: channel means and standard deviations, the statistics AdaIN matches.
+    "meanstd": StyleLoss(lambda f: mean_std(f), _stats_term, _average, masks=True),
+    # Li et al. 2017: squared MMD with a polynomial kernel (a mixture of styles is the average of both moments).
+    "mmd-poly": StyleLoss(lambda f: (gram(f), f.float().mean(dim=(2, 3))),
+                          lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average),
+    # Risser et al. 2017: per-channel histograms (blended as quantile functions).
+    "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average),
+    # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches.
+    "mrf": StyleLoss(lambda f: style_patches(f, MRF_STRIDE), lambda f, t, m: mrf_loss(f, t),
+                     lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1")),
+}
+
+
+def parse_style_loss(spec: str) -> tuple[tuple[str, float], ...]:
+    """'gram' or a weighted list 'gram:1,histogram:0.5' -> ((name, weight), ...); ValueError says what is wrong."""
+    terms = []
+    for part in (p.strip() for p in spec.split(",")):
+        name, _, weight = part.partition(":")
+        if name not in STYLE_LOSSES:
+            raise ValueError(f"unknown style loss '{name}' (known: {', '.join(STYLE_LOSSES)})")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"weight of '{name}' must be a number (got {weight!r})") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"weight of '{name}' must be a finite number >= 0 (got {weight})")
+        terms.append((name, value))
+    if len({n for n, _ in terms}) < len(terms) or not any(w > 0 for _, w in terms):
+        raise ValueError(f"needs distinct losses, not all weighted 0 (got {spec!r})")
+    return tuple(terms)
+
+
+@dataclass(frozen=True)
+class StyleObjective:
+    """A weighted sum of registered style losses, each over its layers (the style layers given, unless the
+    loss prescribes its own): what the Gatys engine minimises and the Johnson trainer teaches."""
+
+    terms: tuple[tuple[str, float], ...]
+    style_layers: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str, style_layers: tuple[str, ...]) -> StyleObjective:
+        return cls(parse_style_loss(spec), tuple(style_layers))
+
+    def layers(self, name: str) -> tuple[str, ...]:
+        return STYLE_LOSSES[name].layers or self.style_layers
+
+    @property
+    def taps(self) -> set[str]:
+        return {layer for name, _ in self.terms for layer in self.layers(name)}
+
+    @property
+    def takes_masks(self) -> bool:
+        return all(STYLE_LOSSES[name].masks for name, _ in self.terms)
+
+    def targets(self, style_features: Features) -> dict[str, dict[str, Any]]:
+        """Targets of one style image's features (computed once, passed to every evaluation)."""
+        return {name: {layer: STYLE_LOSSES[name].targets(style_features[layer]) for layer in self.layers(name)}
+                for name, _ in self.terms}
+
+    def blend(self, targets: list[dict[str, dict[str, Any]]], weights: list[float]) -> dict[str, dict[str, Any]]:
+        return {name: {layer: STYLE_LOSSES[name].blend([t[name][layer] for t in targets], weights)
+                       for layer in self.layers(name)} for name, _ in self.terms}
+
+    def __call__(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The weighted sum over losses of each loss's mean over its layers (batch-averaged)."""
+        total = torch.zeros((), device=next(iter(features.values())).device)
+        for name, weight in self.terms:
+            loss = STYLE_LOSSES[name]
+            per_layer = [loss.loss(features[layer], target, mask).mean() for layer, target in targets[name].items()]
+            total = total + weight * torch.stack(per_layer).mean()
+        return total

@@ -4,11 +4,16 @@ import dataclasses
 
 import pytest
 import torch
+from PIL import Image
 
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
 from stransfer.engines.gatys import Gatys, GatysConfig
+from stransfer.errors import ConfigError
 from stransfer.events import Snapshot, Step
+
+from conftest import gradient_image
+from test_cli import cli, one_error_line
 
 
 def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
@@ -94,8 +99,8 @@ def test_blend_weights_interpolate_the_gram_targets(random_vgg16):
     only_a = Gatys(cfg, make_runtime("cpu"), random_vgg16, [a]).regions((32, 32))
     only_b = Gatys(cfg, make_runtime("cpu"), random_vgg16, [b]).regions((32, 32))
     for layer in cfg.style_layers:
-        expected = 0.7 * only_a[0].grams[layer] + 0.3 * only_b[0].grams[layer]
-        torch.testing.assert_close(blended[0].grams[layer], expected)
+        expected = 0.7 * only_a[0].targets["gram"][layer] + 0.3 * only_b[0].targets["gram"][layer]
+        torch.testing.assert_close(blended[0].targets["gram"][layer], expected)
 
 
 def test_mask_gives_each_region_its_own_style(random_vgg16):
@@ -111,9 +116,9 @@ def test_mask_gives_each_region_its_own_style(random_vgg16):
 def test_style_scale_changes_the_style_targets(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
     style = structured(1, 64, 64)
-    full = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style]).regions((32, 32))[0].grams["relu1_2"]
-    half = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style], style_scale=0.5).regions((32, 32))[0].grams
-    assert not torch.allclose(full, half["relu1_2"])
+    full = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style]).regions((32, 32))[0].targets["gram"]
+    half = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style], style_scale=0.5).regions((32, 32))[0].targets
+    assert not torch.allclose(full["relu1_2"], half["gram"]["relu1_2"])
 
 
 def test_tiled_scale_optimises_every_tile_and_blends_them(random_vgg16):
@@ -126,3 +131,38 @@ def test_tiled_scale_optimises_every_tile_and_blends_them(random_vgg16):
     assert steps[-1].step == steps[-1].total == 3 + 6 * 2
     assert any("tile 6/6" in e.stage for e in steps)
     assert out.shape == (1, 3, 96, 128) and 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("spec", ["gram", "meanstd", "mmd-poly", "histogram", "mrf", "gram:1,histogram:1"])
+def test_every_style_loss_lowers_its_own_objective(random_vgg16, spec):
+    """Each registered loss drives the optimiser: a few evaluations lower the style term (Adam: L-BFGS's
+    trial steps on a random-weight network jump about)."""
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(8,), style_loss=spec, tv_weight=0.0,
+                              content_weight=0.0, optimizer="adam", learning_rate=0.05)
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(3, 48, 48)])
+    steps = []
+    engine.stylize(structured(7, 48, 48), steps.append)
+    assert steps[-1].losses["style"] < 0.7 * steps[0].losses["style"], spec
+
+
+def test_a_mask_needs_a_loss_that_takes_masks(random_vgg16):
+    cfg = dataclasses.replace(GatysConfig(), style_loss="histogram")
+    with pytest.raises(ConfigError, match="--mask works with the style losses gram, meanstd"):
+        Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)], mask=torch.ones(1, 1, 8, 8))
+
+
+def test_texture_command_writes_a_seeded_texture_of_the_asked_size(capsys, tmp_path, random_weights_file):
+    style = tmp_path / "style.png"
+    gradient_image(40, 32, seed=2).save(style)
+    args = ["texture", "-s", style, "--size", 48, "--height", 32, "--vgg-weights", random_weights_file,
+            "--device", "cpu", "--seed", 5]
+    outs = []
+    for name in ("a.png", "b.png"):
+        code, out, err = cli(capsys, *args, "-o", tmp_path / name)
+        assert code == 0, err
+        outs.append(Image.open(tmp_path / name))
+    assert outs[0].size == (48, 32) and outs[0].tobytes() == outs[1].tobytes()
+    code, _, err = cli(capsys, *args, "-o", tmp_path / "a.png")
+    assert code == 1 and "exists" in one_error_line(err)
+    code, _, err = cli(capsys, *args, "--style-loss", "gramm", "-o", tmp_path / "c.png")
+    assert code == 2 and "unknown style loss 'gramm'" in one_error_line(err)

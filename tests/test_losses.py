@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from stransfer import losses
@@ -29,16 +30,94 @@ def test_content_and_style_losses_vanish_only_at_their_targets():
     other = {k: v + 0.3 * torch.rand_like(v) for k, v in feats.items()}
     assert losses.content_loss(feats, feats) == 0
     assert losses.content_loss(other, feats) > 0
-    grams = {k: losses.gram(v) for k, v in feats.items()}
-    assert losses.style_loss(feats, grams) == 0
-    assert losses.style_loss(other, grams) > 0
+    for name in losses.STYLE_LOSSES:  # mrf takes patches every MRF_STRIDE pixels: tested on its own below
+        if name != "mrf":
+            objective = losses.StyleObjective.parse(name, ("a", "b"))
+            targets = objective.targets(feats)
+            assert objective(feats, targets) < 1e-6, name
+            assert objective(other, targets) > 1e-4, name
 
 
-def test_style_loss_ignores_spatial_arrangement():
+@pytest.mark.parametrize("name", ["gram", "meanstd", "mmd-poly", "histogram"])
+def test_distribution_losses_ignore_spatial_arrangement(name):
     f = torch.rand(1, 8, 6, 6)
     shuffled = f.flatten(2)[:, :, torch.randperm(36)].reshape(1, 8, 6, 6)
-    torch.testing.assert_close(losses.style_loss({"a": shuffled}, {"a": losses.gram(f)}), torch.tensor(0.0),
+    objective = losses.StyleObjective.parse(name, ("a",))
+    torch.testing.assert_close(objective({"a": shuffled}, objective.targets({"a": f})), torch.tensor(0.0),
                                atol=1e-6, rtol=0)
+
+
+def test_mean_std_of_a_constant_map_and_its_loss():
+    f = torch.full((1, 2, 4, 4), 3.0)
+    mean, std = losses.mean_std(f, eps=0.0)
+    assert mean.flatten().tolist() == [3.0, 3.0] and std.flatten().tolist() == [0.0, 0.0]
+    objective = losses.StyleObjective.parse("meanstd", ("a",))
+    # Twice the mean, the same (zero) spread: relative error of the mean (2-1)^2/1 = 1; the std term is 0/eps.
+    loss = objective({"a": 2 * f}, objective.targets({"a": f}))
+    torch.testing.assert_close(loss, torch.tensor(1.0), atol=1e-4, rtol=0)
+
+
+def test_mmd_poly_with_c_zero_is_the_gram_loss_and_c_adds_the_means():
+    f, g = torch.rand(1, 4, 5, 5), torch.rand(1, 4, 5, 5) + 0.5
+    target = (losses.gram(g), g.mean(dim=(2, 3)))
+    torch.testing.assert_close(losses.mmd_poly(f, target, 0.0), losses.relative_sq_error(losses.gram(f), target[0]))
+    # By hand for C = 1, one position each: k(x, y) = (xy + c)^2, MMD^2 = x^4 + y^4 - 2 (xy + c)^2 + 2c^2 ... with
+    # the constant terms cancelling: (x^2 - y^2)^2 + 2c (x - y)^2, relative to y^4 + 2c y^2.
+    x, y, c = torch.tensor(2.0), torch.tensor(3.0), 0.5
+    expected = ((x**2 - y**2) ** 2 + 2 * c * (x - y) ** 2) / (y**4 + 2 * c * y**2)
+    got = losses.mmd_poly(x.view(1, 1, 1, 1), (y.view(1, 1, 1) ** 2, y.view(1, 1)), c)
+    torch.testing.assert_close(got, expected.view(1))
+
+
+def test_histogram_match_of_a_ramp():
+    """A ramp 0..15 remapped to a style histogram of 100..115 keeps each position's rank."""
+    ramp = torch.arange(16.0).reshape(1, 1, 4, 4)
+    shuffled = ramp.flatten()[torch.randperm(16)].reshape(1, 1, 4, 4)
+    target = losses.quantiles(ramp + 100, count=16)
+    torch.testing.assert_close(losses.histogram_match(shuffled, target), shuffled + 100)
+
+
+def test_histogram_match_breaks_ties_instead_of_flattening():
+    zeros = torch.zeros(1, 1, 4, 4)  # a ReLU map that is all ties
+    matched = losses.histogram_match(zeros, losses.quantiles(torch.arange(16.0).reshape(1, 1, 4, 4), count=16))
+    assert sorted(matched.flatten().tolist()) == list(range(16))
+
+
+def test_mrf_finds_the_nearest_patch_by_correlation_and_chunks_agree():
+    style = torch.rand(1, 3, 6, 6)
+    patches = losses.style_patches(style)
+    assert patches.shape == (16, 3, 3, 3)
+    # The style's own patches are each their own nearest patch (correlation is highest with itself).
+    assert losses.nearest_patches(style, patches).flatten().tolist() == list(range(16))
+    out = torch.rand(2, 3, 7, 8)
+    torch.testing.assert_close(losses.nearest_patches(out, patches, chunk=3), losses.nearest_patches(out, patches))
+    assert losses.mrf_loss(style, patches).item() < 1e-10
+    # A patch made of two copies of a style patch, scaled, still picks that patch (normalised correlation).
+    scaled = 5 * patches[7:8]
+    assert losses.nearest_patches(scaled, patches).item() == 7
+
+
+def test_style_loss_specs_parse_or_say_what_is_wrong():
+    assert losses.parse_style_loss("gram") == (("gram", 1.0),)
+    assert losses.parse_style_loss("gram:1, histogram:0.5") == (("gram", 1.0), ("histogram", 0.5))
+    for bad, message in (("gramm", "unknown style loss"), ("gram:x", "must be a number"),
+                         ("gram:nan", "finite"), ("gram:-1", ">= 0"), ("gram,gram", "distinct"),
+                         ("gram:0", "not all weighted 0")):
+        with pytest.raises(ValueError, match=message):
+            losses.parse_style_loss(bad)
+
+
+def test_blends_average_targets_and_mrf_pools_patches():
+    a, b = torch.rand(1, 4, 6, 6), torch.rand(1, 4, 6, 6)
+    objective = losses.StyleObjective.parse("gram,meanstd,histogram", ("x",))
+    ta, tb = objective.targets({"x": a}), objective.targets({"x": b})
+    blended = objective.blend([ta, tb], [0.25, 0.75])
+    torch.testing.assert_close(blended["gram"]["x"], 0.25 * ta["gram"]["x"] + 0.75 * tb["gram"]["x"])
+    torch.testing.assert_close(blended["histogram"]["x"], 0.25 * ta["histogram"]["x"] + 0.75 * tb["histogram"]["x"])
+    mrf = losses.StyleObjective.parse("mrf", ())
+    pooled = mrf.blend([mrf.targets({"relu3_1": a, "relu4_1": a}), mrf.targets({"relu3_1": b, "relu4_1": b})],
+                       [0.5, 0.5])
+    assert pooled["mrf"]["relu3_1"].shape[0] == 2 * losses.style_patches(a, losses.MRF_STRIDE).shape[0]
 
 
 def test_masked_gram_with_full_mask_equals_gram():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -28,6 +28,9 @@ class GatysConfig:
     content_layers: tuple[str, ...] = ("relu3_3",)
     # One layer per VGG16 block up to block 4: fine strokes to larger motifs. Block 5 adds little at 512 px.
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    # Which statistics of the style to match: one loss of the registry in losses.py or a weighted list,
+    # e.g. "gram:1,histogram:1" (Risser et al.'s combination). mrf uses its own layers, relu3_1 and relu4_1.
+    style_loss: str = param("gram", check=losses.parse_style_loss)
     # Both losses are relative squared errors (scale-free, see losses.py), so these weights read directly
     # as "how much more style than content". Measured at 256 px, chicago x matisse, 150 evaluations:
     # 2 -> style ratio 0.12, content 0.23; 5 -> 0.07, 0.40; 10 -> 0.05, 0.57. 5 paints while edges stay.
@@ -64,10 +67,10 @@ MIN_SCALE_SIDE = 64  # below this VGG's relu4_3 map is under 8x8: nothing left t
 
 @dataclass(frozen=True)
 class Region:
-    """Where a set of Gram targets applies: the whole image (mask None) or a soft mask in [0, 1]."""
+    """Where a set of style targets applies: the whole image (mask None) or a soft mask in [0, 1]."""
 
     mask: torch.Tensor | None
-    grams: dict[str, torch.Tensor]
+    targets: dict[str, dict[str, Any]]
 
 
 class Gatys:
@@ -85,6 +88,10 @@ class Gatys:
         if len(config.iterations) not in (1, len(config.scales)):
             raise ConfigError(f"'iterations' needs one number or one per scale ({len(config.scales)}), "
                               f"got {len(config.iterations)}")
+        self.objective = losses.StyleObjective.parse(config.style_loss, config.style_layers)
+        if mask is not None and not self.objective.takes_masks:
+            masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
+            raise ConfigError(f"--mask works with the style losses {masked} (got '{config.style_loss}')")
         self.config, self.runtime, self.backbone = config, runtime, backbone
         self.styles, self.style_name, self.style_scale, self.mask = styles, style_name, style_scale, mask
         self.style_weights = style_weights or [1.0 / len(styles)] * len(styles)
@@ -102,35 +109,33 @@ class Gatys:
                 plan.append((fit_long_side(height, width, side) if scale < 1.0 else (height, width), n))
         return plan
 
-    def _style_grams(self, styles: list[torch.Tensor], size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
-        """Gram targets of each style, resized so its long side is the output's times style_scale."""
+    def _style_targets(self, styles: list[torch.Tensor], size: tuple[int, int]) -> list[dict[str, dict[str, Any]]]:
+        """Style-loss targets of each style, resized so its long side is the output's times style_scale."""
         long_side = max(1, round(max(size) * self.style_scale))
-        grams = []
+        targets = []
         for style in styles:
             s = resize(style, fit_long_side(style.shape[-2], style.shape[-1], long_side))
             with torch.no_grad(), self.runtime.autocast():
-                feats = self.backbone(s.to(self.runtime.device), self.config.style_layers)
-            grams.append({k: losses.gram(v) for k, v in feats.items()})
-        return grams
+                targets.append(self.objective.targets(self.backbone(s.to(self.runtime.device), self.objective.taps)))
+        return targets
 
     def regions(self, size: tuple[int, int], styles: list[torch.Tensor] | None = None) -> list[Region]:
-        """The style targets for an output of `size`. Without a mask: one region, the styles' Grams blended
+        """The style targets for an output of `size`. Without a mask: one region, the styles' targets blended
         by weight. With a mask: white takes the first style, black the second (or stays content).
         Computed once per size for the engine's own styles, however many content images share it."""
         if styles is not None:
-            return self._build_regions(self._style_grams(styles, size), size)
+            return self._build_regions(self._style_targets(styles, size), size)
         if size not in self._regions:
-            self._regions[size] = self._build_regions(self._style_grams(self.styles, size), size)
+            self._regions[size] = self._build_regions(self._style_targets(self.styles, size), size)
         return self._regions[size]
 
-    def _build_regions(self, grams: list[dict[str, torch.Tensor]], size: tuple[int, int]) -> list[Region]:
+    def _build_regions(self, targets: list[dict[str, dict[str, Any]]], size: tuple[int, int]) -> list[Region]:
         if self.mask is None:
-            blended = {k: sum(w * g[k] for w, g in zip(self.style_weights, grams)) for k in grams[0]}
-            return [Region(None, blended)]
+            return [Region(None, self.objective.blend(targets, self.style_weights))]
         mask = resize(self.mask, size).to(self.runtime.device)
-        regions = [Region(mask, grams[0])]
-        if len(grams) > 1:
-            regions.append(Region(1.0 - mask, grams[1]))
+        regions = [Region(mask, targets[0])]
+        if len(targets) > 1:
+            regions.append(Region(1.0 - mask, targets[1]))
         return regions
 
     def _initial_image(self, content: torch.Tensor) -> torch.Tensor:
@@ -174,13 +179,13 @@ class Gatys:
                         tile: int, done: int, total: int, stage: str,
                         on_event: EventCallback) -> tuple[torch.Tensor, int]:
         """One scale in overlapping tiles, in place: each tile starts from the image as the tiles before it
-        left it (so neighbours continue each other's strokes), is optimised against the whole style's Grams,
+        left it (so neighbours continue each other's strokes), is optimised against the whole style's targets,
         and is blended back with feathered edges."""
         x = start.clone()
         h, w = x.shape[-2:]
         pieces = tiling.regions(h, w, tile, self.config.tile_overlap, 8)
         for k, (rows, cols) in enumerate(pieces):
-            piece_regions = [Region(None if r.mask is None else r.mask[..., rows, cols], r.grams) for r in regions]
+            piece_regions = [Region(None if r.mask is None else r.mask[..., rows, cols], r.targets) for r in regions]
             result = self._optimize(x[..., rows, cols], content[..., rows, cols], piece_regions, evaluations,
                                     done, total, f"{stage} tile {k + 1}/{len(pieces)}", on_event)
             weight = tiling.feather(rows, cols, h, w, self.config.tile_overlap).to(x)
@@ -193,7 +198,7 @@ class Gatys:
         cfg = self.config
         with torch.no_grad(), self.runtime.autocast():
             content_targets = {k: v.float() for k, v in self.backbone(content, cfg.content_layers).items()}
-        taps = set(cfg.content_layers) | set(cfg.style_layers)
+        taps = set(cfg.content_layers) | self.objective.taps
         # L-BFGS flattens the gradient with view(): the pixels must be one contiguous block.
         x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         count = 0
@@ -204,7 +209,7 @@ class Gatys:
             with self.runtime.autocast():
                 feats = self.backbone(x, taps)
             content_term = losses.content_loss(feats, content_targets)
-            style_term = torch.stack([losses.style_loss(feats, r.grams, r.mask) for r in regions]).mean()
+            style_term = torch.stack([self.objective(feats, r.targets, r.mask) for r in regions]).mean()
             tv_term = losses.total_variation(x)
             loss = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
             loss.backward()
@@ -232,9 +237,23 @@ class Gatys:
         return x.detach()
 
 
+# Texture synthesis (Gatys et al. 2015; Risser et al. 2017): the same optimiser with no photo to keep, started
+# from noise. Gram alone lets colours wash out and drift in long runs; Risser's histogram term holds them.
+TEXTURE_DEFAULTS = {"content_weight": 0.0, "init": "noise", "style_loss": "gram:1,histogram:1"}
+
+
+def synthesize_texture(engine: Gatys, height: int, width: int, on_event: EventCallback = ignore) -> torch.Tensor:
+    """A height x width texture of the engine's style(s), from its seeded noise; the engine's config should
+    weigh content at 0 (TEXTURE_DEFAULTS), so the blank stand-in for a photo constrains nothing."""
+    if engine.config.content_weight != 0:
+        raise ConfigError("a texture has no content image: 'content_weight' must be 0")
+    return engine.stylize(torch.zeros(1, 3, height, width), on_event)
+
+
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     tiling.parse_tile(config.tile)
-    deepest = deepest_layer(config.backbone, (*config.content_layers, *config.style_layers))
+    taps = losses.StyleObjective.parse(config.style_loss, config.style_layers).taps
+    deepest = deepest_layer(config.backbone, (*config.content_layers, *taps))
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)
     state, _origin = resolve(config.backbone, inputs.vgg_weights, inputs.on_event)
     backbone.load_weights(state)

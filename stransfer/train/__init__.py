@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stransfer import config as config_mod
+from stransfer import losses
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.device import make_runtime
 from stransfer.distributed import World, runtime_for
@@ -105,7 +106,8 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
     runtime = runtime_for(make_runtime(device or settings["device"], settings["precision"], threads, cfg.seed), world)
     inputs = {k: Path(v) for k, v in record["inputs"].items()}
 
-    layers = (*cfg.content_layers, *cfg.style_layers) if kind == "johnson" else (ENCODER_LAYER,)
+    layers = ((*cfg.content_layers, *losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers).taps)
+              if kind == "johnson" else (ENCODER_LAYER,))
     backbone = VGGFeatures(cfg.backbone, deepest=deepest_layer(cfg.backbone, layers))
     backbone.load_weights(resolve(cfg.backbone, vgg_weights, on_event)[0])
     backbone = place(backbone, runtime)

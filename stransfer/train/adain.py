@@ -45,14 +45,8 @@ class AdainTrainConfig(TrainConfig):
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
 
-def stats_loss(features: dict[str, torch.Tensor],
-               targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Mean over layers of the relative squared error of channel means plus that of channel stds."""
-    terms = []
-    for layer, (t_mean, t_std) in targets.items():
-        mean, std = losses.mean_std(features[layer])
-        terms.append((losses.relative_sq_error(mean, t_mean) + losses.relative_sq_error(std, t_std)).mean())
-    return torch.stack(terms).mean()
+# The paper's style loss: channel means and stds at relu1_1..relu4_1, against each item's own style.
+STYLE_OBJECTIVE = losses.StyleObjective((("meanstd", 1.0),), STYLE_LAYERS)
 
 
 class AdainTask:
@@ -98,7 +92,7 @@ class AdainTask:
             out = model(target, skips)
             out_f = self.encoder(out, STYLE_LAYERS)
         content_term = losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean()
-        style_term = stats_loss({k: v[n:] for k, v in out_f.items()}, style_stats)
+        style_term = STYLE_OBJECTIVE({k: v[n:] for k, v in out_f.items()}, {"meanstd": style_stats})
         total = self.cfg.content_weight * content_term + self.cfg.style_weight * style_term
         logged = {"content": content_term.item(), "style": style_term.item()}
         if n:

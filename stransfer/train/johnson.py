@@ -41,6 +41,8 @@ class JohnsonTrainConfig(TrainConfig):
     # (the_scream: content distance 1.07 at 512 px, step 600); 0.5 gave style ratio 0.34 at content 0.76.
     content_weight: float = param(1.0, ge=0.0)
     style_weight: float = param(0.5, ge=0.0)
+    # The style losses of the registry (losses.py), as in the Gatys engine.
+    style_loss: str = param("gram", check=losses.parse_style_loss)
     tv_weight: float = param(1.0, ge=0.0)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
@@ -53,11 +55,11 @@ class JohnsonTask:
         self.cfg, self.runtime, self.backbone, self.style_path = cfg, runtime, backbone, style_path
         self.model = TransformerNet(JohnsonArch(cfg.width, cfg.residual_blocks))
         self.sampler = CropSampler(train_files, cfg.image_size, cfg.seed, rank)
-        self.taps = set(cfg.content_layers) | set(cfg.style_layers)
+        self.objective = losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers)
+        self.taps = set(cfg.content_layers) | self.objective.taps
         style = resize(style, fit_long_side(style.shape[-2], style.shape[-1], cfg.style_size))
         with torch.no_grad(), runtime.autocast():
-            feats = backbone(style.to(runtime.device), cfg.style_layers)
-        self.grams = {k: losses.gram(v) for k, v in feats.items()}
+            self.style_targets = self.objective.targets(backbone(style.to(runtime.device), self.objective.taps))
         self.previews = load_previews(preview_files, cfg.image_size)
 
     def batch(self, step: int) -> torch.Tensor:
@@ -72,7 +74,7 @@ class JohnsonTask:
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
         content_term = losses.content_loss(feats, targets)
-        style_term = losses.style_loss(feats, self.grams)
+        style_term = self.objective(feats, self.style_targets)
         tv_term = losses.total_variation(out.float())
         total = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
         return total, {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item(),
