@@ -257,7 +257,7 @@ def texture(
     style_loss: Annotated[str | None, typer.Option(help="Style loss (default gram:1,histogram:1).")] = None,
     style_blend: Annotated[str | None, typer.Option(help="Weights of several styles, e.g. 0.7,0.3.")] = None,
     style_scale: Annotated[float | None, typer.Option(
-        help="Style image size relative to the texture (default: the style at its own pixel size).")] = None,
+        help="Style image size relative to the texture (default 1, or the style's own size if smaller).")] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = Device["auto"],
@@ -283,7 +283,9 @@ def texture(
         styles = [images.load_image(p).rgb for p in style]
     except InputError as e:
         raise UsageError(f"style {e}") from None
-    scale = style_scale or max(styles[0].shape[-2:]) / max(size, height)
+    # The style as large as the texture, but never enlarged: a texture bigger than the artwork repeats its
+    # strokes at their own size rather than blowing them up.
+    scale = style_scale or min(1.0, max(styles[0].shape[-2:]) / max(size, height))
     with console.ProgressRenderer() as render:
         engine = spec.build(cfg, runtime, EngineInputs(
             styles=styles, style_names=[p.stem for p in style], style_weights=_parse_blend(style_blend, len(style)),

@@ -174,3 +174,17 @@ def test_eval_matches_an_independent_implementation(vgg16_state, real_home, tmp_
     assert ours["style_distance"] == pytest.approx(style_d, rel=0.01)
     assert ours["content_distance"] == pytest.approx(content_d, rel=0.01)
     assert ours["content_own_style_distance"] == pytest.approx(own, rel=0.01)
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "meanstd", "mmd-poly", "histogram", "mrf", "gram:1,histogram:1"])
+def test_every_style_loss_takes_the_style_at_256px(scorer, real_home, tmp_path, capsys, style_loss):
+    """Each style loss, through the command line, at least halves the photo's own style distance (the
+    reference metric) at 256 px, on a short two-scale schedule."""
+    out = tmp_path / "out.png"
+    content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
+    run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "256", "--style-loss", style_loss,
+            "--scales", "0.5,1", "--iterations", "20,30", "--device", "cpu", "--seed", "0")
+    result = images.load_image(out).rgb
+    scores = metrics.score(scorer, result, images.load_image(content).rgb, images.load_image(style).rgb)
+    assert scores.style <= 0.5 * scores.content_own_style, scores
+    assert scores.content < 0.8, scores  # still the photo
