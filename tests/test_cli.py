@@ -295,3 +295,13 @@ def test_a_library_warning_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(weights, "model_dirs", warns)
     code, _, err = cli(capsys, "models")
     assert code == 0 and err == "warning: first line second line\n"
+
+
+def test_eval_and_gallery_have_the_max_pixels_flag_they_advise(capsys, make_image, random_weights_file, tmp_path):
+    photo, style = make_image("c.png"), make_image("s.png", seed=1)
+    code, _, err = cli(capsys, "eval", photo, "-s", style, "-c", photo, "--max-pixels", "100",
+                       "--vgg-weights", random_weights_file)
+    assert code == 1 and "more than the limit of 100 (raise it with --max-pixels" in one_error_line(err)
+    code, _, err = cli(capsys, "gallery", "-c", photo, "-s", style, "-o", tmp_path / "sheet.png",
+                       "--max-pixels", "100", "--vgg-weights", random_weights_file)
+    assert code == 2 and "more than the limit of 100" in one_error_line(err)
