@@ -3,19 +3,21 @@ one failed file never stops the others; a stop request ends the run cleanly betw
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from stransfer import images, pipeline
+from stransfer.config import param
 from stransfer.engines import Engine
-from stransfer.errors import InputError, OutputError, UsageError
+from stransfer.errors import OutputError, StransferError, UsageError
 from stransfer.events import Event, EventCallback, Note, Snapshot, Step, ignore
 
 INPUT_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -73,7 +75,10 @@ def collect(args: Sequence[str], recursive: bool = False, stdin: Iterable[str] =
     found: list[tuple[Path, Path]] = []
     for arg in args:
         if arg == "-":
-            found += [(Path(line.strip()), Path()) for line in stdin if line.strip()]
+            listed = [(Path(line.strip()), Path()) for line in stdin if line.strip()]
+            if not listed:
+                raise UsageError("- reads input paths from stdin, one a line, but stdin held none")
+            found += listed
         elif GLOB_CHARS & set(arg) and not Path(arg).exists():
             base = _glob_base(arg)
             matches = sorted(Path(p) for p in glob.glob(arg, recursive=recursive) if Path(p).is_file())
@@ -91,15 +96,36 @@ def collect(args: Sequence[str], recursive: bool = False, stdin: Iterable[str] =
     return list(unique.items())
 
 
+def names_one_file(output: Path) -> bool:
+    """-o with an image extension (and no folder of that name) is one output file; anything else a folder."""
+    return output.suffix.lower() in images.SAVE_FORMATS and not output.is_dir()
+
+
 def plan(sources: list[tuple[Path, Path]], output: Path, name: str, style: str, method: str) -> list[Item]:
-    """Each source's output path; two inputs may not share one output (the template must tell them apart)."""
+    """Each source's output path. Two inputs may not share an output, no output may replace its own input,
+    and an input that is another input's output in this run (a rerun into the input folder) is left out:
+    stylising last run's results again is never what was meant."""
+    if names_one_file(output):
+        if len(sources) != 1:
+            raise UsageError(f"-o {output} names one file, but the inputs hold {len(sources)} images: "
+                             "give -o a folder")
+        targets = {sources[0][0]: output}
+    else:
+        targets = {}
+        for source, relative in sources:
+            try:
+                filename = name.format(stem=source.stem, style=style, method=method, ext=source.suffix.lstrip("."))
+            except (KeyError, IndexError, ValueError) as e:
+                raise UsageError(f"--name {name!r}: unknown field {e} (use {{stem}}, {{style}}, {{method}}, {{ext}})")
+            targets[source] = output / relative / filename
+    for source, target in targets.items():
+        if target.resolve() == source.resolve():
+            raise UsageError(f"{source}: the output would replace this input; choose another -o or --name")
+    planned = {target.resolve() for target in targets.values()}
     items, taken = [], {}
-    for source, relative in sources:
-        try:
-            filename = name.format(stem=source.stem, style=style, method=method, ext=source.suffix.lstrip("."))
-        except (KeyError, IndexError, ValueError) as e:
-            raise UsageError(f"--name {name!r}: unknown field {e} (use {{stem}}, {{style}}, {{method}}, {{ext}})")
-        target = output / relative / filename
+    for source, target in targets.items():
+        if source.resolve() in planned:
+            continue
         images.output_format(target)
         if target in taken:
             raise UsageError(f"{taken[target]} and {source} would both write {target}; change --name")
@@ -113,35 +139,73 @@ def shard(items: list[Item], rank: int, world: int) -> list[Item]:
     return items[rank::world]
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchOptions:
-    size: int
+    """A run's settings beyond the engine's; built by config.build, so flags meet the same range checks."""
+
+    # Long side of the outputs: below 16 px VGG has nothing left to see; 16384 px is already 1 GB of float32
+    # pixels per image.
+    size: int = param(512, ge=16, le=16384)
     overwrite: bool = False
     skip_existing: bool = False
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    max_pixels: int = param(images.DEFAULT_MAX_PIXELS, ge=1)
     preserve_color: str = "none"
-    batch_size: int = 1
+    batch_size: int = param(1, ge=1, le=256)
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    fatal: Exception | None = None  # the error that ended the run early: later items would fail alike
+    not_run: int = 0  # items never started because of it
+
+
+def _is_fatal(error: Exception) -> bool:
+    """Errors that every later item would repeat: stransfer's own fatal kinds, and a full disk however it
+    surfaces. Anything else belongs to the one item that raised it."""
+    if isinstance(error, StransferError):
+        return error.fatal
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def describe_failure(item: Item, error: Exception) -> str:
+    """One line naming the file: stransfer's errors already say what went wrong with which file; anything
+    else (a torch error from an odd shape, say) is named by its type and prefixed with the input."""
+    text = str(error) if isinstance(error, StransferError) else f"failed ({type(error).__name__}: {error})"
+    return text if str(item.source) in text or str(item.output) in text else f"{item.source}: {text}"
 
 
 def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[torch.Tensor],
         on_result: Callable[[Result], None], on_event: EventCallback = ignore,
-        stop: threading.Event | None = None) -> list[Result]:
+        stop: threading.Event | None = None) -> Outcome:
     """Stylise every item; report each result as it happens. Items of equal size are stacked up to
-    `batch_size` (feed-forward engines); a set `stop` ends the run after the current group."""
+    `batch_size` (feed-forward engines); a set `stop` ends the run after the current group.
+
+    Isolation is by design, not by a list of exception types: whatever one item raises (Exception, so never
+    KeyboardInterrupt or SystemExit) becomes that item's failure, unless it is fatal (see _is_fatal), which
+    ends the run after reporting it."""
     results: list[Result] = []
+    fatal: list[Exception] = []
 
     def report(result: Result) -> None:
         results.append(result)
         on_result(result)
         on_event(Step(len(results), len(items), stage="files"))
 
+    def fail(group: list[Item], error: Exception) -> None:
+        for item in group:
+            report(Result(item.source, item.output, "failed", error=describe_failure(item, error)))
+        if _is_fatal(error):
+            fatal.append(error)
+
     pending: list[tuple[Item, images.Picture, torch.Tensor, float]] = []
 
     def flush() -> None:
         if not pending:
             return
+        group = [item for item, _, _, _ in pending]
         start = time.perf_counter()
-        first = pending[0][0].output
+        first = group[0].output
 
         def with_snapshots(event: Event) -> None:
             # --save-every: intermediate images beside the output (engines that iterate run one image at a time).
@@ -157,22 +221,25 @@ def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[t
         try:
             batch = torch.cat([rgb for _, _, rgb, _ in pending])
             out = pipeline.stylize(engine, batch, options.preserve_color, styles, with_snapshots)
-        except (InputError, OutputError) as e:
-            for item, _, _, _ in pending:
-                report(Result(item.source, item.output, "failed", error=str(e)))
+        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
             pending.clear()
+            fail(group, e)
             return
         share = (time.perf_counter() - start) / len(pending)
-        for i, (item, picture, _, load_s) in enumerate(pending):
+        saved = list(pending)
+        pending.clear()
+        for i, (item, picture, _, load_s) in enumerate(saved):
+            if fatal:
+                break
             try:
                 images.save_image(out[i: i + 1], item.output, alpha=picture.alpha, overwrite=options.overwrite)
-                report(Result(item.source, item.output, "written", round(load_s + share, 3)))
-            except OutputError as e:
-                report(Result(item.source, item.output, "failed", error=str(e)))
-        pending.clear()
+            except Exception as e:  # noqa: BLE001 - isolation by design, see run()
+                fail([item], e)
+                continue
+            report(Result(item.source, item.output, "written", round(load_s + share, 3)))
 
     for item in items:
-        if stop is not None and stop.is_set():
+        if (stop is not None and stop.is_set()) or fatal:
             break
         if options.skip_existing and item.output.exists():
             report(Result(item.source, item.output, "skipped"))
@@ -181,16 +248,27 @@ def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[t
         try:
             images.check_writable(item.output, options.overwrite)
             picture = images.load_image(item.source, options.max_pixels)
-        except (InputError, OutputError) as e:
-            report(Result(item.source, item.output, "failed", error=str(e)))
+            rgb = images.resize_long_side(picture.rgb, options.size)
+        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
+            fail([item], e)
             continue
         for message in picture.notes:
             on_event(Note(f"{item.source}: {message}"))
-        rgb = images.resize_long_side(picture.rgb, options.size)
         if pending and pending[0][2].shape != rgb.shape:
             flush()
         pending.append((item, picture, rgb, time.perf_counter() - start))
         if len(pending) >= options.batch_size:
             flush()
-    flush()
-    return results
+    if not fatal:
+        flush()
+    return Outcome(results, fatal[0] if fatal else None, len(items) - len(results))
+
+
+def summary(counts: Mapping[str, int], signal_name: str | None = None, outcome: Outcome | None = None) -> str:
+    """The line that ends a batch: what was written, skipped and failed, and why it ended early if it did."""
+    line = f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed"
+    if signal_name:
+        return line + f", stopped early by {signal_name}"
+    if outcome is not None and outcome.fatal is not None:
+        return line + f", stopped early: {outcome.not_run} not run, as they would fail the same way"
+    return line

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,6 +62,7 @@ VggWeightsOpt = Annotated[Path | None, typer.Option(
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="TOML file of engine settings (see configs/); flags override it.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+MaxPixelsOpt = Annotated[int, typer.Option(help="Refuse images larger than this (decompression-bomb guard).")]
 
 
 def _engine_flags(config_type: type, method: str, **flags: Any) -> dict[str, Any]:
@@ -84,17 +86,22 @@ def _parse_scales(text: str | None) -> str | None:
     return text
 
 
+MAX_BLEND_WEIGHT = 1e6  # weights are relative; a bound keeps their sum finite
+MAX_STYLE_SCALE = 4.0  # a style image 4x the output is already 16x its pixels through VGG
+
+
 def _parse_blend(text: str | None, count: int) -> list[float] | None:
     if text is None:
         return None
     try:
-        weights_ = [float(w) for w in text.split(",")]
+        weights_ = tuple(float(w) for w in text.split(","))
     except ValueError:
         raise UsageError(f"--style-blend must be numbers separated by commas (got {text!r})") from None
     if len(weights_) != count:
         raise UsageError(f"--style-blend has {len(weights_)} weights for {count} style images")
-    if any(w < 0 for w in weights_) or sum(weights_) <= 0:
-        raise UsageError(f"--style-blend weights must be >= 0 and not all 0 (got {text})")
+    config_mod.check("--style-blend", weights_, ge=0.0, le=MAX_BLEND_WEIGHT)
+    if sum(weights_) <= 0:
+        raise UsageError(f"--style-blend weights must not all be 0 (got {text})")
     return [w / sum(weights_) for w in weights_]
 
 
@@ -117,8 +124,7 @@ def stylize(
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
-    max_pixels: Annotated[int, typer.Option(help="Refuse inputs larger than this (decompression-bomb guard).")]
-    = images.DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.",
                                                          rich_help_panel="Gatys")] = None,
     style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.",
@@ -171,8 +177,11 @@ def stylize(
 ) -> None:
     """Stylise content images: with style images (gatys, adain) or a trained model (johnson)."""
     spec = ENGINES[method.value]
-    if size < 16:
-        raise UsageError(f"--size must be at least 16 pixels (got {size})")
+    options = config_mod.build(batch.BatchOptions, None, dict(
+        size=size, overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels,
+        preserve_color=preserve_color.value, batch_size=batch_size))
+    if not spec.batches or preserve_color.value == "histogram":  # one image per pass: nothing to stack
+        options = dataclasses.replace(options, batch_size=1)
     runtime = make_runtime(device.value, precision.value, threads, seed)
     cfg = config_mod.build(spec.config_type, config, _engine_flags(
         spec.config_type, spec.name, content_weight=content_weight, style_weight=style_weight,
@@ -182,8 +191,7 @@ def stylize(
     style = style or []
     if spec.needs_style and not style:
         raise UsageError(f"-m {spec.name} needs a style image: -s FILE")
-    if style_scale <= 0:
-        raise UsageError(f"--style-scale must be > 0 (got {style_scale})")
+    config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
     try:
         styles = [images.load_image(p, max_pixels).rgb for p in style]
     except InputError as e:
@@ -198,17 +206,15 @@ def stylize(
         raise UsageError(f"--preserve-color histogram recolours style images; -m {spec.name} takes none")
 
     blend = _parse_blend(style_blend, len(style))
-    single = len(content) == 1 and content[0] != "-" and not Path(content[0]).is_dir() and output.suffix != ""
     sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
     for folder in (c for c in content if Path(c).is_dir()):
         if not any(src.is_relative_to(folder) for src, _ in sources):
             raise UsageError(f"{folder}: no images found" + ("" if recursive else " (use --recursive for subfolders)"))
     # Outputs are named before any model loads (so --dry-run is instant): a johnson model by its NAME.
     style_label = "+".join(p.stem for p in style) if style else Path(getattr(cfg, "model", "model")).stem
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
-    items = ([batch.Item(sources[0][0], output)] if single
-             else batch.plan(sources, output, name, style_label, spec.name))
+    items = batch.plan(sources, output, name, style_label, spec.name)
+    if len(items) < len(sources):
+        console.note(f"{len(sources) - len(items)} inputs left out: they are outputs of this run's other inputs")
     if dry_run:
         for item in items:
             state = "skip (exists)" if skip_existing and item.output.exists() else "write"
@@ -217,9 +223,6 @@ def stylize(
 
     world = distributed.init()
     mine = batch.shard(items, world.rank, world.size)
-    options = batch.BatchOptions(size=size, overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels,
-                                 preserve_color=preserve_color.value,
-                                 batch_size=batch_size if spec.batches and preserve_color.value != "histogram" else 1)
 
     def on_result(result: batch.Result) -> None:
         if as_json:
@@ -236,12 +239,10 @@ def stylize(
         engine = spec.build(cfg, distributed.runtime_for(runtime, world), EngineInputs(
             styles=styles, style_names=[p.stem for p in style], style_weights=blend, style_scale=style_scale,
             mask=mask_image, vgg_weights=vgg_weights, on_event=render))
-        results = batch.run(engine, mine, options, styles, on_result, render, stop)
-    counts = world.gather_counts(results)
-    if world.rank == 0 and (len(items) > 1 or received):
-        interrupted = f", stopped early by {received[0]}" if received else ""
-        console.stderr.print(f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed"
-                             f"{interrupted}")
+        outcome = batch.run(engine, mine, options, styles, on_result, render, stop)
+    counts = world.gather_counts(outcome.results)
+    if world.rank == 0 and (len(items) > 1 or received or outcome.fatal):
+        console.stderr.print(batch.summary(counts, received[0] if received else None, outcome))
     world.shutdown()
     if received:
         raise typer.Exit(signals.exit_code(received[0]))
@@ -270,9 +271,9 @@ def texture(
     from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture
 
     spec = ENGINES["gatys"]
-    height = height or size
-    if min(size, height) < 16:
-        raise UsageError(f"a texture needs at least 16 pixels a side (got {size}x{height})")
+    height = config_mod.check("--height", height or size, ge=16, le=16384)
+    config_mod.check("--size", size, ge=16, le=16384)
+    config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
     images.check_writable(output, overwrite)
     runtime = make_runtime(device.value, precision.value, threads, 0 if seed is None else seed)
     # The texture defaults sit under the user's TOML file and flags.
@@ -475,10 +476,12 @@ def evaluate(
     content: Annotated[Path | None, typer.Option("--content", "-c", help="The content image (for one output).")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per output on stdout.")] = False,
+    max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
     """Score outputs with the reference metric: style distance, content distance, the content's own style
     distance (FACTS.md: Grams of relu1_2..relu4_3, relu3_3 features, VGG16, at the output's resolution)."""
+    config_mod.build(batch.BatchOptions, None, {"max_pixels": max_pixels})  # the range stylize's flag has
     if target.suffix.lower() == ".csv" or target.is_dir():
         triples = metrics.read_manifest(target)
     else:
@@ -490,7 +493,8 @@ def evaluate(
     failed = 0
     for out_path, style_path, content_path in triples:
         try:
-            s = metrics.score(net, *(images.load_image(p).rgb for p in (out_path, content_path, style_path)))
+            s = metrics.score(net, *(images.load_image(p, max_pixels).rgb for p in (out_path, content_path,
+                                                                                     style_path)))
         except InputError as e:
             console.error(str(e))
             failed += 1
@@ -517,12 +521,14 @@ def gallery_command(
         help="One setting of one engine instead, e.g. alpha=0.25,0.5,1 or style_weight=1,5,20.")] = None,
     size: Annotated[int, typer.Option(help="Long side of each result in pixels.")] = 256,
     overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     device: DeviceOpt = Device["auto"],
     precision: PrecisionOpt = Precision["auto"],
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
     """A labelled contact sheet: rows = content, columns = style, a cell per engine (or per setting), with
     timings in the captions."""
+    config_mod.build(batch.BatchOptions, None, {"size": size, "max_pixels": max_pixels})  # stylize's ranges
     images.check_writable(output, overwrite)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     for m in names:
@@ -536,8 +542,8 @@ def gallery_command(
         settings = [(names[0], {key.strip(): v}) for v in values.split(",")]
     runtime = make_runtime(device.value, precision.value, seed=0)
     try:
-        contents = [(p.stem, images.resize_long_side(images.load_image(p).rgb, size)) for p in content]
-        styles = [(p.stem, images.load_image(p).rgb) for p in style]
+        contents = [(p.stem, images.resize_long_side(images.load_image(p, max_pixels).rgb, size)) for p in content]
+        styles = [(p.stem, images.load_image(p, max_pixels).rgb) for p in style]
     except InputError as e:
         raise UsageError(str(e)) from None
     cells: list[list[list[gallery.Cell]]] = [[[] for _ in styles] for _ in contents]
@@ -608,9 +614,17 @@ def models_list() -> None:
         console.stdout.print("no trained models found in " + ", ".join(str(d) for d in weights.model_dirs()))
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A library warning not turned into a note where it arose: one line, without the source line Python
+    prints under it."""
+    console.warn(" ".join(str(message).split()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and a documented exit code."""
     command = typer.main.get_command(app)
+    previous, warnings.showwarning = warnings.showwarning, _warning_line
     try:
         code = command.main(args=argv, prog_name="stransfer", standalone_mode=False)
     except StransferError as e:
@@ -628,4 +642,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             console.error(f"internal error: {type(e).__name__}: {e} (set STRANSFER_DEBUG=1 for a traceback)")
             code = 1
+    finally:
+        warnings.showwarning = previous
     sys.exit(code if isinstance(code, int) else 0)

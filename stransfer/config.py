@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stransfer.errors import ConfigError
+from stransfer.fileio import file_problem
 
 T = TypeVar("T")
 
@@ -73,10 +75,16 @@ def _coerce(value: Any, tp: Any) -> Any:
 
 
 def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str) -> None:
+    """Every number finite (TOML and float() both accept nan and inf), every list non-empty, every value in
+    the field's range; one ConfigError naming the key and where the value came from otherwise."""
+    if isinstance(value, tuple) and not value:
+        raise ConfigError(f"{where}: '{name}' needs at least one value")
     items = value if isinstance(value, tuple) else (value,)
     for item in items:
         if item is None:
             continue
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{where}: '{name}' must be a finite number (got {item})")
         if "choices" in meta and item not in meta["choices"]:
             allowed = ", ".join(meta["choices"])
             raise ConfigError(f"{where}: '{name}' must be one of {allowed} (got {item!r})")
@@ -93,14 +101,25 @@ def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str) -> 
                 raise ConfigError(f"{where}: '{name}': {e}") from None
 
 
+def check(flag: str, value: T, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> T:
+    """A flag that belongs to no config dataclass (--size, --threads, ...), held to the same rules as a field;
+    returns the value. None (not given) passes."""
+    meta = {k: v for k, v in {"ge": ge, "gt": gt, "le": le}.items() if v is not None}
+    _check_range(flag.lstrip("-$").lower().replace("-", "_"), value, meta, flag)
+    return value
+
+
+# Engine settings fit in a few hundred bytes; the cap stops a huge (or endless) file before it is read.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    problem = file_problem(path, MAX_CONFIG_BYTES)
+    if problem:
+        raise ConfigError(f"config file {path}: {problem}")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     except OSError as e:

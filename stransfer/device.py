@@ -10,12 +10,15 @@ from typing import Literal
 
 import torch
 
+from stransfer.config import check
 from stransfer.errors import UsageError
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "bf16"]
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+MAX_THREADS = 1024  # far past any machine's cores; torch itself overflows near 2**31
+MAX_SEED = 2**63 - 1  # torch's seeds are 64-bit; this leaves room for the offsets Runtime.generator adds
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,7 @@ def make_runtime(
     if precision == "bf16" and not bf16_supported(dev):
         raise UsageError(f"--precision bf16 is not supported on {dev.type} here (use fp32)")
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1 (got {threads})")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check("--threads", threads, ge=1, le=MAX_THREADS))
     if seed is not None:
-        seed_everything(seed)
+        seed_everything(check("--seed", seed, ge=0, le=MAX_SEED))
     return Runtime(device=dev, precision=precision, seed=seed)

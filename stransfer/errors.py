@@ -7,12 +7,16 @@ class StransferError(Exception):
     """Base class: a problem the user can act on, described in one line."""
 
     exit_code = 1
+    # Fatal: every later file of a batch would fail the same way, so the batch stops (with its summary)
+    # instead of repeating the failure once per file.
+    fatal = False
 
 
 class UsageError(StransferError):
     """Bad flags, config, style or model: nothing can run (exit code 2)."""
 
     exit_code = 2
+    fatal = True
 
 
 class ConfigError(UsageError):
@@ -27,5 +31,18 @@ class OutputError(StransferError):
     """An output cannot be written (exists, read-only folder, full disk)."""
 
 
+class DiskFullError(OutputError):
+    """No space (or quota) left where outputs go: the next file would fail the same way."""
+
+    fatal = True
+
+
 class WeightsError(StransferError):
     """Backbone or model weights cannot be found, fetched, verified or read."""
+
+    fatal = True
+
+
+class ModelError(UsageError, WeightsError):
+    """The model named by --model cannot be used (unknown name, unreadable file, another engine's): a usage
+    error (exit code 2), and still a WeightsError for code that handles any weights that will not load."""

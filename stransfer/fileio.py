@@ -1,13 +1,38 @@
-"""Atomic file writes: a temporary file beside the target, fsync, rename; no reader ever sees half a file."""
+"""Files as untrusted input and atomic output: what a path is before it is opened (a FIFO or a device would
+block or never end), and writes through a temporary file, fsync and rename, so no reader sees half a file."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
+    """Why `path` cannot be read as a regular file, judged by stat() alone (so nothing blocks), or None.
+    Opening a FIFO waits for a writer forever and /dev/zero never ends: refused here by their kind."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except PermissionError:
+        return "permission denied"
+    except OSError as e:  # a path through a file, a name too long, a loop of links
+        return f"cannot read ({e.strerror or e})"
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), None)
+        return f"is {kind}, not a regular file" if kind else "is not a regular file"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"is {info.st_size / 2**20:,.1f} MiB, more than the {max_bytes / 2**20:,.0f} MiB such a file may be"
+    return None
 
 
 def _umask() -> int:

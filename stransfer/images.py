@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stransfer.errors import InputError, OutputError, UsageError
-from stransfer.fileio import atomic_write
+from stransfer.errors import DiskFullError, InputError, OutputError, UsageError
+from stransfer.fileio import atomic_write, file_problem
 
 # Extension -> Pillow format name; the output format follows the output file's extension.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -80,12 +81,14 @@ def _decode(im: Image.Image) -> Picture:
 def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Read any image Pillow can read; every failure is an InputError naming the file."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
+    problem = file_problem(path)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     try:
         if path.stat().st_size == 0:
             raise InputError(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # Pillow's warnings (corrupt EXIF, say) become notes naming the file
             # We check the pixel count ourselves, with the user's --max-pixels, instead of Pillow's fixed guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -99,9 +102,11 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
                         )
                     if w < 1 or h < 1:
                         raise InputError(f"{path}: image has no pixels ({w}x{h})")
-                    return _decode(im)
+                    picture = _decode(im)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
+        picture.notes += sorted({" ".join(str(w.message).split()) for w in caught})
+        return picture
     except InputError:
         raise
     except FileNotFoundError:
@@ -152,6 +157,10 @@ def check_writable(path: Path, overwrite: bool) -> None:
     output_format(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    # mkdir would fail on a file where a folder should be, with an error that reads like "already exists".
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise OutputError(f"{path}: cannot write: {blocking} is a file, not a folder")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
 
@@ -192,7 +201,8 @@ def save_image(
     except FileExistsError:  # appeared while we computed: still never clobbered
         raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
     except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+        kind = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
+        raise kind(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 

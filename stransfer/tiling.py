@@ -9,11 +9,16 @@ from collections.abc import Callable
 
 import torch
 
-from stransfer.errors import ConfigError
+from stransfer.errors import ConfigError, InputError
 
 # The working set we allow one network pass: a quarter of the free memory, and never more than 2 GiB, so a
 # 4096 px image stays within a few GB whatever the machine.
 MAX_WORKING_SET = 2 << 30
+MIN_AUTO_TILE = 256  # the smallest tile "auto" picks; below it the overlap would be most of each tile
+MAX_TILE = 16384  # the largest --size: a tile beyond it could never be used
+# Past this many tiles a run spends its time on tile edges (a 512 px image in 64 px tiles is 400); an image
+# that needs more wants larger tiles.
+MAX_TILES = 10_000
 
 
 def available_memory() -> int:
@@ -43,9 +48,19 @@ def parse_tile(value: str) -> int | None:
         tile = int(value)
     except ValueError:
         raise ConfigError(f"'tile' must be auto, off or a size in pixels (got {value!r})") from None
-    if tile < 64:
-        raise ConfigError(f"'tile' must be at least 64 pixels (got {tile})")
+    if not 64 <= tile <= MAX_TILE:
+        raise ConfigError(f"'tile' must be auto, off or 64 to {MAX_TILE} pixels (got {tile})")
     return tile
+
+
+def check(setting: str, overlap: int) -> None:
+    """Refuse a tile setting and overlap that could not make progress: two tiles share at most half of each,
+    else each step moves a few pixels and a thumbnail becomes thousands of tiles."""
+    tile = parse_tile(setting)
+    smallest = MIN_AUTO_TILE if tile is None else tile
+    if tile != 0 and overlap > smallest // 2:
+        raise ConfigError(f"'tile_overlap' must be at most half the tile side, {smallest // 2} px for tile "
+                          f"{setting} (got {overlap}): lower --tile-overlap or raise --tile")
 
 
 def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, multiple: int) -> int:
@@ -55,7 +70,7 @@ def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, mul
         budget = working_budget()
         if height * width * bytes_per_pixel <= budget:
             return 0
-        tile = max(256, int(math.sqrt(budget / bytes_per_pixel)))
+        tile = max(MIN_AUTO_TILE, int(math.sqrt(budget / bytes_per_pixel)))
     return 0 if tile == 0 or tile >= max(height, width) else max(multiple, tile // multiple * multiple)
 
 
@@ -85,6 +100,9 @@ def _ramp(size: int, fade_start: bool, fade_end: bool, overlap: int) -> torch.Te
 def regions(height: int, width: int, tile: int, overlap: int, multiple: int) -> list[tuple[slice, slice]]:
     """The (rows, columns) of every tile, row by row."""
     tops, lefts = starts(height, tile, overlap, multiple), starts(width, tile, overlap, multiple)
+    if len(tops) * len(lefts) > MAX_TILES:
+        raise InputError(f"{width}x{height} px in {tile} px tiles would be {len(tops) * len(lefts):,} tiles, more "
+                         f"than {MAX_TILES:,}: use a larger --tile (or --tile auto) or a smaller --size")
     return [(slice(top, height if top == tops[-1] else min(height, top + tile)),
              slice(left, width if left == lefts[-1] else min(width, left + tile)))
             for top in tops for left in lefts]

@@ -18,6 +18,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,9 @@ import torch
 
 from stransfer import __version__
 from stransfer.backbone import ARCHITECTURES
-from stransfer.errors import WeightsError
-from stransfer.fileio import atomic_write
+from stransfer.config import check
+from stransfer.errors import ModelError, UsageError, WeightsError
+from stransfer.fileio import atomic_write, file_problem
 from stransfer.events import Download, EventCallback, Note, SourceFailed, ignore
 
 DEFAULT_TIMEOUT_S = 15.0  # a source silent for this long (DNS included) is given up on
@@ -60,11 +62,20 @@ def _record_path(arch: str) -> Path:
     return stransfer_home() / f"{arch}-features.json"
 
 
+MAX_TIMEOUT_S = 3600.0
+
+
 def network_timeout() -> float:
-    try:
-        return float(os.environ.get("STRANSFER_NET_TIMEOUT", DEFAULT_TIMEOUT_S))
-    except ValueError:
+    """$STRANSFER_NET_TIMEOUT in seconds; a value that is no positive number is a usage error, not a default
+    quietly taken instead of what the user asked for."""
+    text = os.environ.get("STRANSFER_NET_TIMEOUT", "").strip()
+    if not text:
         return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"$STRANSFER_NET_TIMEOUT must be a number of seconds (got {text!r})") from None
+    return check("$STRANSFER_NET_TIMEOUT", seconds, gt=0.0, le=MAX_TIMEOUT_S)
 
 
 def sha256_file(path: Path) -> str:
@@ -283,20 +294,41 @@ def features_only(state: Mapping[str, Any], arch: str) -> dict[str, torch.Tensor
     return out
 
 
+# Caps checked before torch.load reads a byte: VGG19's whole torchvision state dict is 548 MB, and this
+# project's models are a few MB; anything far larger is not what it claims to be.
+MAX_WEIGHTS_BYTES = 1 << 30
+MAX_MODEL_BYTES = 256 << 20
+
+
+def _refusal(e: Exception) -> str:
+    """Why torch.load failed, in a few words. torch's unpickling error advises weights_only=False, which would
+    run whatever code the file holds: that advice is never passed on, only what the file tried to import."""
+    if isinstance(e, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        return "refused to load " + (f"global {found.group(1)}: only tensors are allowed" if found
+                                     else "objects other than tensors")
+    first = re.split(r"(?<=\.)\s", " ".join(str(e).split()), maxsplit=1)[0]
+    return f"{type(e).__name__}: {first}"
+
+
+def _torch_load(path: Path, max_bytes: int, error: type[WeightsError], what: str) -> Any:
+    """torch.load(weights_only=True) of a regular file under `max_bytes`; every failure is one `error` line."""
+    problem = file_problem(path, max_bytes)
+    if problem:
+        raise error(f"{path}: {problem}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on its own formats and defaults: nothing to act on
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise error(f"{path}: {_refusal(e)}") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        raise error(f"{path}: not a readable {what} ({_refusal(e)})") from None
+
+
 def load_features_file(path: Path, arch: str) -> dict[str, torch.Tensor]:
     """A .pth state dict from disk, loaded with weights_only=True (tensors only, no code)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such weights file") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path}: is a directory, not a weights file") from None
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise WeightsError(f"{path}: refused to load ({first})") from None
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
-    return features_only(state, arch)
+    return features_only(_torch_load(path, MAX_WEIGHTS_BYTES, WeightsError, "weights file"), arch)
 
 
 # --------------------------------------------------------------------------------------------- sources
@@ -506,16 +538,17 @@ def find_model(name_or_path: str | Path) -> Path:
     """A path as given, else NAME.pth in the model folders."""
     path = Path(name_or_path).expanduser()
     if path.suffix == ".pth" or path.exists() or len(path.parts) > 1:
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such model file")
+        problem = file_problem(path, MAX_MODEL_BYTES)
+        if problem:
+            raise ModelError(f"{path}: {problem}")
         return path
     for folder in model_dirs():
         candidate = folder / f"{name_or_path}.pth"
-        if candidate.is_file():
+        if candidate.exists():  # load_model says what is wrong with it, should it be no model file at all
             return candidate
     known = sorted({p.stem for d in model_dirs() if d.is_dir() for p in d.glob("*.pth")})
-    raise WeightsError(f"no model named '{name_or_path}' (known: {', '.join(known) or 'none'}; "
-                       f"or give a path to a .pth file)")
+    raise ModelError(f"no model named '{name_or_path}' (known: {', '.join(known) or 'none'}; "
+                     f"or give a path to a .pth file)")
 
 
 def style_thumbnail(style_image: str) -> str:
@@ -534,21 +567,14 @@ def save_model(path: Path, engine: str, state_dict: Mapping[str, torch.Tensor], 
 
 
 def load_model(path: Path, engine: str | None) -> dict[str, Any]:
-    """Read a model file with weights_only=True; refuse one for another engine (None: any) or format version."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such model file") from None
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise WeightsError(f"{path}: refused to load ({first})") from None
-    except Exception as e:  # noqa: BLE001 - truncated or damaged files raise many types
-        raise WeightsError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
+    """Read a model file with weights_only=True; refuse one for another engine (None: any) or format version.
+    Every refusal is a ModelError: the --model the user gave cannot be used (exit code 2)."""
+    payload = _torch_load(path, MAX_MODEL_BYTES, ModelError, "model file")
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise WeightsError(f"{path}: not a stransfer model file")
+        raise ModelError(f"{path}: not a stransfer model file")
     if payload.get("format_version") != MODEL_FORMAT_VERSION:
-        raise WeightsError(f"{path}: model format version {payload.get('format_version')} is not supported "
-                           f"(this stransfer reads version {MODEL_FORMAT_VERSION})")
+        raise ModelError(f"{path}: model format version {payload.get('format_version')} is not supported "
+                         f"(this stransfer reads version {MODEL_FORMAT_VERSION})")
     if engine is not None and payload.get("engine") != engine:
-        raise WeightsError(f"{path}: is a model for the '{payload.get('engine')}' engine, not '{engine}'")
+        raise ModelError(f"{path}: is a model for the '{payload.get('engine')}' engine, not '{engine}'")
     return payload

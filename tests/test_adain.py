@@ -104,7 +104,7 @@ def test_a_decoder_file_without_the_content_skips_is_refused_in_one_line(capsys,
     photo, style = make_image("c.png", 24, 24), make_image("s.png", 24, 24, seed=1)
     code, _, err = cli(capsys, "stylize", photo, "-s", style, "-m", "adain", "--model", tmp_path / "old.pth",
                        "-o", tmp_path / "out.png", "--vgg-weights", random_weights_file, "--device", "cpu")
-    assert code == 1 and "skips.relu3_1.weight" in one_error_line(err)
+    assert code == 2 and "skips.relu3_1.weight" in one_error_line(err)  # a bad --model: a usage error
     assert not (tmp_path / "out.png").exists()
 
 

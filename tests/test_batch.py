@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -14,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stransfer import batch, weights
+from stransfer import batch, images, weights
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 
 from conftest import gradient_image
-from test_cli import cli, one_error_line
+from test_cli import cli, one_error_line, tiny_run  # noqa: F401 - a fixture
 
 
 @pytest.fixture
@@ -158,3 +159,95 @@ def test_torchrun_shards_files_so_each_output_is_written_once(tmp_path, johnson_
     assert len(written) == 20 and len(set(written)) == 20
     assert len(list(out.glob("*.png"))) == 20
     assert run.stderr.count("20 written, 0 skipped, 0 failed") == 1  # the summary, gathered on rank 0
+
+
+@pytest.fixture
+def three_photos(tmp_path):
+    """in/a.png, in/banner.png (20:1, what broke the Gatys engine) and in/c.png."""
+    src = tmp_path / "in"
+    src.mkdir()
+    gradient_image(40, 32).save(src / "a.png")
+    gradient_image(400, 20, seed=1).save(src / "banner.png")
+    gradient_image(40, 32, seed=2).save(src / "c.png")
+    return src
+
+
+def test_any_error_of_one_file_is_that_files_failure(capsys, tmp_path, three_photos, tiny_run):  # noqa: F811
+    # At 32 px the banner is 2 px high: VGG's pooling leaves nothing and torch raises a RuntimeError.
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, "stylize", three_photos, "-o", out, "--json", *tiny_run)
+    assert code == 1
+    records = {Path(r["input"]).name: r for r in map(json.loads, stdout.splitlines())}
+    assert [records[n]["status"] for n in ("a.png", "banner.png", "c.png")] == ["written", "failed", "written"]
+    assert "RuntimeError" in records["banner.png"]["error"]
+    [failure] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert str(three_photos / "banner.png") in failure and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "2 written, 0 skipped, 1 failed"
+
+
+def test_a_full_disk_ends_the_run_with_its_summary(capsys, tmp_path, three_photos, johnson_model, monkeypatch):
+    def no_space(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images, "atomic_write", no_space)
+    code, stdout, err = cli(capsys, "stylize", three_photos, "-o", tmp_path / "out", "--json", *johnson_model)
+    assert code == 1
+    [record] = map(json.loads, stdout.splitlines())  # the first file fails; the others are not tried
+    assert record["status"] == "failed" and "No space left" in record["error"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error:") and "No space left" in lines[0]
+    assert lines[1] == "0 written, 0 skipped, 1 failed, stopped early: 2 not run, as they would fail the same way"
+
+
+def test_ctrl_c_inside_an_engine_is_not_swallowed(capsys, tmp_path, three_photos, johnson_model, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch.pipeline, "stylize", interrupted)
+    code, stdout, err = cli(capsys, "stylize", three_photos, "-o", tmp_path / "out", "--json", *johnson_model)
+    assert code == 130  # typer turns the KeyboardInterrupt into exit 130
+    assert stdout == "" and "failed" not in err  # not taken for the first file's failure
+
+
+# ------------------------------------------------------------------------------ surprises, decided for users
+
+
+def test_one_output_file_for_several_inputs_is_a_usage_error(capsys, tmp_path, three_photos, johnson_model):
+    out = tmp_path / "one.png"
+    code, _, err = cli(capsys, "stylize", three_photos, "-o", out, *johnson_model)
+    assert code == 2 and "names one file, but the inputs hold 3 images" in one_error_line(err)
+    assert not out.exists()
+
+
+def test_a_rerun_into_the_input_folder_leaves_its_own_outputs_alone(capsys, three_photos, johnson_model):
+    code, _, err = cli(capsys, "stylize", three_photos, "-o", three_photos, *johnson_model)
+    assert code == 0 and "3 written" in err
+    code, _, err = cli(capsys, "stylize", three_photos, "-o", three_photos, "--skip-existing", *johnson_model)
+    assert code == 0
+    assert "3 inputs left out" in err and "0 written, 3 skipped, 0 failed" in err
+    assert len(list(three_photos.iterdir())) == 6  # no a_tiny_johnson_tiny_johnson.png
+
+
+def test_an_output_that_would_replace_its_input_is_refused(capsys, three_photos, johnson_model):
+    photo = three_photos / "a.png"
+    before = photo.read_bytes()
+    code, _, err = cli(capsys, "stylize", photo, "-o", photo, "--overwrite", *johnson_model)
+    assert code == 2 and "would replace this input" in one_error_line(err)
+    code, _, err = cli(capsys, "stylize", three_photos, "-o", three_photos, "--name", "{stem}.{ext}",
+                       "--overwrite", *johnson_model)
+    assert code == 2 and "would replace this input" in one_error_line(err)
+    assert photo.read_bytes() == before
+
+
+def test_empty_stdin_is_a_usage_error(capsys, monkeypatch, johnson_model):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    code, _, err = cli(capsys, "stylize", "-", *johnson_model)
+    assert code == 2 and "stdin held none" in one_error_line(err)
+
+
+def test_an_output_under_a_file_is_named_as_such(capsys, tmp_path, three_photos, johnson_model):
+    blocker = tmp_path / "report.txt"
+    blocker.write_text("a file, not a folder")
+    code, _, err = cli(capsys, "stylize", three_photos / "a.png", "-o", blocker / "x.png", *johnson_model)
+    line = one_error_line(err)
+    assert code == 1 and f"{blocker} is a file, not a folder" in line and "--overwrite" not in line

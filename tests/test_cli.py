@@ -125,11 +125,36 @@ def test_existing_output_is_not_overwritten(capsys, make_image, tiny_run, tmp_pa
     (["--precision", "fp8"], "fp8"),
     (["--size", "4"], "--size"),
     (["--content-layers", "relu9_1"], "relu9_1"),
+    # Usage mistakes that once ended as "internal error", and numbers that are not finite or not sane.
+    (["--style-layers", ""], "'style_layers' needs at least one value"),
+    (["--content-layers", ","], "'content_layers' needs at least one value"),
+    (["--size", "99999999"], "'size' must be <= 16384"),
+    (["--threads", "1000000000000"], "'threads' must be <= 1024"),
+    (["--threads", "0"], "'threads' must be >= 1"),
+    (["--seed", "-1"], "'seed' must be >= 0"),
+    (["--seed", str(2**70)], "'seed' must be <="),
+    (["--batch-size", "0"], "'batch_size' must be >= 1"),
+    (["--max-pixels", "-5"], "'max_pixels' must be >= 1"),
+    (["--tile", "64", "--tile-overlap", "96"], "'tile_overlap' must be at most half the tile side, 32 px"),
+    (["--tile-overlap", "200"], "'tile_overlap' must be at most half the tile side, 128 px for tile auto"),
+    (["--tile", "9999999"], "'tile' must be auto, off or 64 to 16384"),
+    (["--style-blend", "nan"], "'style_blend' must be a finite number (got nan)"),
+    (["--style-blend", "inf"], "'style_blend' must be a finite number (got inf)"),
+    (["--style-blend", "1e309"], "'style_blend' must be a finite number (got inf)"),
+    (["--style-blend", "1e300"], "'style_blend' must be <="),
+    (["--style-weight", "nan"], "'style_weight' must be a finite number"),
+    (["--content-weight", "inf"], "'content_weight' must be a finite number"),
+    (["--tv-weight", "-inf"], "'tv_weight' must be a finite number"),
+    (["--style-weight", "1e300"], "'style_weight' must be <="),
+    (["--scales", "nan,1"], "'scales' must be a finite number"),
+    (["--iterations", str(10**30)], "'iterations' must be <="),
+    (["--style-scale", "nan"], "'style_scale' must be a finite number"),
+    (["--style-scale", "1e9"], "'style_scale' must be <="),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, make_image, tiny_run, tmp_path, extra, pattern):
     code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", tmp_path / "o.png", *tiny_run, *extra)
     assert code == 2
-    assert pattern in one_error_line(err)
+    assert pattern in one_error_line(err) and "internal error" not in err
     assert not (tmp_path / "o.png").exists()
 
 
@@ -193,3 +218,90 @@ def test_mask_blend_and_colour_options_run(capsys, make_image, tiny_run, tmp_pat
         code, _, err = cli(capsys, "stylize", make_image("c.png"), "-o", out, *tiny_run, *extra)
         assert code == 0, (extra, err)
         assert out.exists()
+
+
+# ------------------------------------------------------------------------------------- exit codes, README
+
+
+def test_readme_exit_code_table_matches_the_codes_the_cli_uses():
+    import re
+    from pathlib import Path
+
+    from stransfer import errors, signals
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code) for row in table.splitlines()[2:] for code in re.findall(r"\d+", row.split("|")[1])}
+
+    def subclasses(cls):
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    used = {0, 1}  # success; an internal error
+    used |= {cls.exit_code for cls in subclasses(errors.StransferError)}
+    used |= set(signals.EXIT_CODES.values())
+    used.add(130)  # KeyboardInterrupt outside a batch, in cli.main
+    assert documented == used == {0, 1, 2, 130, 143}
+
+
+@pytest.fixture
+def adain_model(tmp_path):
+    from stransfer.engines.adain import Decoder
+
+    path = tmp_path / "decoder.pth"
+    weights.save_model(path, "adain", Decoder("vgg16").state_dict(), backbone="vgg16", encoder_layer="relu4_1")
+    return path
+
+
+@pytest.mark.parametrize("case", ["unknown", "missing", "garbage", "directory", "fifo", "wrong_engine"])
+def test_every_bad_model_is_a_usage_error(capsys, make_image, tmp_path, adain_model, case):
+    import os
+
+    model = {"unknown": "no_such_model", "missing": str(tmp_path / "gone.pth"), "directory": str(tmp_path),
+             "fifo": str(tmp_path / "pipe.pth"), "garbage": str(tmp_path / "junk.pth"),
+             "wrong_engine": str(adain_model)}[case]
+    if case == "fifo":
+        os.mkfifo(model)
+    (tmp_path / "junk.pth").write_bytes(b"PK\x03\x04 not a zip at all")
+    code, _, err = cli(capsys, "stylize", make_image("c.png"), "-m", "johnson", "--model", model,
+                       "-o", tmp_path / "o.png")
+    assert code == 2, err
+    assert (model if case != "unknown" else "no model named") in one_error_line(err)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_a_bad_network_timeout_is_a_usage_error(capsys, monkeypatch, value):
+    monkeypatch.setenv("STRANSFER_NET_TIMEOUT", value)
+    code, _, err = cli(capsys, "weights", "fetch")
+    assert code == 2 and "$STRANSFER_NET_TIMEOUT" in one_error_line(err)
+
+
+@pytest.mark.parametrize("record", ["[1, 2]", '"run"', '{"task": "johnson"}',
+                                    '{"task": "johnson", "config": {}, "inputs": {}, "runtime": {}}'])
+def test_a_run_folder_whose_config_is_not_a_run_record_is_a_usage_error(capsys, tmp_path, record):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(record)
+    code, _, err = cli(capsys, "train", "johnson", "--resume", run)
+    assert code == 2 and "not a run record" in one_error_line(err)
+
+
+def test_a_library_warning_is_one_line(capsys, monkeypatch):
+    import warnings
+
+    def warns():
+        warnings.warn("first line\nsecond line", UserWarning)
+        return []
+
+    monkeypatch.setattr(weights, "model_dirs", warns)
+    code, _, err = cli(capsys, "models")
+    assert code == 0 and err == "warning: first line second line\n"
+
+
+def test_eval_and_gallery_have_the_max_pixels_flag_they_advise(capsys, make_image, random_weights_file, tmp_path):
+    photo, style = make_image("c.png"), make_image("s.png", seed=1)
+    code, _, err = cli(capsys, "eval", photo, "-s", style, "-c", photo, "--max-pixels", "100",
+                       "--vgg-weights", random_weights_file)
+    assert code == 1 and "more than the limit of 100 (raise it with --max-pixels" in one_error_line(err)
+    code, _, err = cli(capsys, "gallery", "-c", photo, "-s", style, "-o", tmp_path / "sheet.png",
+                       "--max-pixels", "100", "--vgg-weights", random_weights_file)
+    assert code == 2 and "more than the limit of 100" in one_error_line(err)

@@ -69,5 +69,25 @@ def test_bad_flag_value_names_the_flag():
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no such file"):
         config.build(ENGINES["gatys"].config_type, tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("style_weight", float("nan"), "'style_weight' must be a finite number"),
+    ("tv_weight", float("-inf"), "'tv_weight' must be a finite number"),
+    ("scales", [0.5, float("inf")], "'scales' must be a finite number"),
+    ("style_layers", [], "'style_layers' needs at least one value"),
+    ("iterations", 10**30, "'iterations' must be <= 100000"),
+])
+def test_values_must_be_finite_non_empty_and_bounded(key, value, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config.build(ENGINES["gatys"].config_type, None, {key: value})
+
+
+def test_a_flag_outside_any_config_meets_the_same_rules():
+    assert config.check("--threads", 4, ge=1, le=8) == 4
+    with pytest.raises(ConfigError, match=r"^--style-scale: 'style_scale' must be a finite number \(got nan\)$"):
+        config.check("--style-scale", float("nan"), gt=0.0)
+    with pytest.raises(ConfigError, match=r"^\$STRANSFER_NET_TIMEOUT: 'stransfer_net_timeout' must be > 0"):
+        config.check("$STRANSFER_NET_TIMEOUT", -1.0, gt=0.0)

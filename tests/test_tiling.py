@@ -9,7 +9,7 @@ from stransfer import tiling
 from stransfer.device import make_runtime
 from stransfer.engines.adain import AdaIN, Decoder, encoder_from
 from stransfer.engines.johnson import Johnson, JohnsonArch, TransformerNet
-from stransfer.errors import ConfigError
+from stransfer.errors import ConfigError, InputError
 
 
 @pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 40, 8, 8), (37, 16, 4, 4), (64, 64, 8, 8)])
@@ -88,3 +88,15 @@ def test_adain_tiles_agree_with_the_whole_image(random_vgg16, alpha):
     tiled = engine.stylize(image)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean() < 0.05
+
+
+def test_overlap_past_half_a_tile_and_too_many_tiles_are_refused():
+    tiling.check("128", 64)
+    tiling.check("off", 5000)
+    with pytest.raises(ConfigError, match="at most half the tile side, 32 px"):
+        tiling.check("64", 64)
+    with pytest.raises(ConfigError, match="128 px for tile auto"):
+        tiling.check("auto", 129)
+    assert len(tiling.regions(512, 512, 64, 32, 8)) == 400  # a thumbnail in the smallest tiles still runs
+    with pytest.raises(InputError, match="would be [0-9,]+ tiles, more than 10,000"):
+        tiling.regions(16384, 16384, 64, 32, 8)

@@ -217,5 +217,5 @@ def test_resolve_prefers_the_explicit_file_then_the_environment(random_weights_f
     assert origin == str(random_weights_file) and len(state) == 26
     monkeypatch.setenv("STRANSFER_VGG_WEIGHTS", str(random_weights_file))
     assert weights.resolve("vgg16")[1] == str(random_weights_file)
-    with pytest.raises(WeightsError, match="no such weights file"):
+    with pytest.raises(WeightsError, match="missing.pth: no such file"):
         weights.resolve("vgg16", explicit=tmp_path / "missing.pth")

@@ -16,7 +16,7 @@ from stransfer.backbone import ARCHITECTURES, VGGFeatures
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
-from stransfer.errors import UsageError, WeightsError
+from stransfer.errors import ModelError, UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import fit_long_side, resize
 from stransfer.weights import find_model, load_model, resolve, tensor_digest
@@ -115,7 +115,7 @@ def load_decoder(path: Path) -> tuple[Decoder, dict[str, Any]]:
         decoder = Decoder(payload["backbone"])
         decoder.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise WeightsError(f"{path}: adain decoder does not match its architecture ({e})") from None
+        raise ModelError(f"{path}: adain decoder does not match its architecture ({e})") from None
     return decoder.eval().requires_grad_(False), payload
 
 
@@ -252,7 +252,7 @@ class AdaIN:
 def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
     if not inputs.styles:
         raise UsageError("-m adain needs a style image: -s FILE")
-    tiling.parse_tile(config.tile)
+    tiling.check(config.tile, config.tile_overlap)
     path = find_model(config.model)
     decoder, payload = load_decoder(path)
     state = resolve(payload["backbone"], inputs.vgg_weights, inputs.on_event)[0]

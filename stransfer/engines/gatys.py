@@ -18,6 +18,9 @@ from stransfer.images import fit_long_side, resize
 from stransfer.weights import resolve
 
 
+MAX_WEIGHT = 1e6
+
+
 @dataclass(frozen=True)
 class GatysConfig:
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
@@ -34,10 +37,11 @@ class GatysConfig:
     # Both losses are relative squared errors (scale-free, see losses.py), so these weights read directly
     # as "how much more style than content". Measured at 256 px, chicago x matisse, 150 evaluations:
     # 2 -> style ratio 0.12, content 0.23; 5 -> 0.07, 0.40; 10 -> 0.05, 0.57. 5 paints while edges stay.
-    content_weight: float = param(1.0, ge=0.0)
-    style_weight: float = param(5.0, ge=0.0)
+    # The upper bound (MAX_WEIGHT) is far past any useful ratio and keeps the weighted sum finite.
+    content_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT)
+    style_weight: float = param(5.0, ge=0.0, le=MAX_WEIGHT)
     # A little smoothness removes the high-frequency speckle L-BFGS leaves in flat regions.
-    tv_weight: float = param(1.0, ge=0.0)
+    tv_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT)
     init: str = param("content", choices=("content", "noise", "style"))
     optimizer: str = param("lbfgs", choices=("lbfgs", "adam"))
     # Coarse to fine, as fractions of the output's long side: each scale starts from the previous result
@@ -47,9 +51,9 @@ class GatysConfig:
     # at every scale. An evaluation at 512 px costs 16 at 128 px, yet the fine scale decides the result:
     # tubingen x starry_night at 512 px, bf16, the content distance follows the fine evaluations
     # (40: 0.43, 80: 0.36, 100: 0.35) while coarse ones past ~45 change nothing. benchmarks/gatys_quality_speed.py
-    iterations: tuple[int, ...] = param((45, 45, 100), ge=1)
+    iterations: tuple[int, ...] = param((45, 45, 100), ge=1, le=100_000)
     # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step.
-    learning_rate: float = param(0.02, gt=0.0)
+    learning_rate: float = param(0.02, gt=0.0, le=1.0)
     save_every: int = param(0, ge=0)
     # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
     # against the whole style's Grams; "off", or a tile side in pixels.
@@ -251,7 +255,7 @@ def synthesize_texture(engine: Gatys, height: int, width: int, on_event: EventCa
 
 
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
-    tiling.parse_tile(config.tile)
+    tiling.check(config.tile, config.tile_overlap)
     taps = losses.StyleObjective.parse(config.style_loss, config.style_layers).taps
     deepest = deepest_layer(config.backbone, (*config.content_layers, *taps))
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)

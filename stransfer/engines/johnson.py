@@ -15,7 +15,7 @@ from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
-from stransfer.errors import UsageError, WeightsError
+from stransfer.errors import ModelError, UsageError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import resize
 from stransfer.weights import find_model, load_model
@@ -110,7 +110,7 @@ def load_transformer(path: Path) -> tuple[TransformerNet, dict[str, Any]]:
         net = TransformerNet(JohnsonArch(**payload["arch"]))
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise WeightsError(f"{path}: johnson model does not match its architecture ({e})") from None
+        raise ModelError(f"{path}: johnson model does not match its architecture ({e})") from None
     return net.eval().requires_grad_(False), payload
 
 
@@ -170,7 +170,7 @@ class Johnson:
 
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
-    tiling.parse_tile(config.tile)
+    tiling.check(config.tile, config.tile_overlap)
     if inputs.styles:
         raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
     net, payload = load_transformer(find_model(config.model))

@@ -85,13 +85,23 @@ def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str], runtime:
         json.dump(record, f, indent=2)
 
 
+RUN_RECORD_KEYS = {"task": str, "config": dict, "inputs": dict, "runtime": dict}
+
+
 def read_run(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((run_dir / RUN_CONFIG).read_text())
+        record = json.loads((run_dir / RUN_CONFIG).read_text())
     except FileNotFoundError:
         raise UsageError(f"{run_dir}: not a training run folder (no {RUN_CONFIG})") from None
     except (OSError, ValueError) as e:
         raise UsageError(f"{run_dir}/{RUN_CONFIG}: unreadable ({e})") from None
+    # A hand-edited or foreign file must fail here, in one line, not as a KeyError deep in the run.
+    if (not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in RUN_RECORD_KEYS.items())
+            or not all(isinstance(record["runtime"].get(k), str) for k in ("device", "precision"))
+            or not all(isinstance(v, str) for v in record["inputs"].values())):
+        raise UsageError(f"{run_dir}/{RUN_CONFIG}: not a run record (an object with "
+                         f"{', '.join(RUN_RECORD_KEYS)})")
+    return record
 
 
 def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: int | None = None,
