@@ -26,7 +26,7 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Gram matrix of the features where `mask` (B, 1, H, W in [0, 1]) is on, normalised by the mask's area."""
     b, c, h, w = features.shape
-    m = torch.nn.functional.interpolate(mask.float(), size=(h, w), mode="bilinear", align_corners=False)
+    m = _resized_mask(mask, features)
     f = (features.float() * m).reshape(b, c, h * w)
     area = m.reshape(b, -1).sum(dim=1).clamp_min(1.0).view(b, 1, 1)
     return torch.bmm(f, f.transpose(1, 2)) / (c * area)
