@@ -276,10 +276,7 @@ def texture(
     config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
     images.check_writable(output, overwrite)
     runtime = make_runtime(device.value, precision.value, threads, 0 if seed is None else seed)
-    # The texture defaults sit under the user's TOML file and flags.
-    in_file = config_mod.read_toml(config).keys() if config is not None else set()
-    defaults = {k: v for k, v in TEXTURE_DEFAULTS.items() if k not in in_file}
-    cfg = config_mod.build(spec.config_type, config, {**defaults, "style_loss": style_loss})
+    cfg = config_mod.build(spec.config_type, config, {"style_loss": style_loss}, defaults=TEXTURE_DEFAULTS)
     try:
         styles = [images.load_image(p).rgb for p in style]
     except InputError as e:
@@ -392,8 +389,7 @@ def train_johnson(
         training.config_type("johnson"), "johnson", steps=steps, batch_size=batch_size, image_size=image_size,
         style_size=style_size, learning_rate=learning_rate, content_weight=content_weight,
         style_weight=style_weight, style_loss=style_loss, tv_weight=tv_weight, width=width,
-        residual_blocks=residual_blocks,
-        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed)
+        residual_blocks=residual_blocks, checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed)
     start = training.read_init("johnson", init) if init is not None else None
     cfg = config_mod.build(training.config_type("johnson"), config,
                            training.init_overrides(start, flags) if start else flags)

@@ -126,8 +126,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
 
 
-def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
-    """Defaults of `cls`, then the keys of `toml_path`, then `overrides` (flags; None means "not given")."""
+def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, Any] | None = None,
+          defaults: Mapping[str, Any] | None = None) -> T:
+    """Defaults of `cls`, replaced by `defaults` (a command's own, e.g. texture's), then the keys of
+    `toml_path`, then `overrides` (flags; None means "not given")."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
@@ -145,6 +147,8 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
             ) from None
         sources[key] = where
 
+    for key, value in (defaults or {}).items():
+        take(key, value, f"{cls.__name__} default")
     if toml_path is not None:
         for key, value in read_toml(toml_path).items():
             take(key, value, str(toml_path))

@@ -83,7 +83,7 @@ def mmd_poly(features: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], 
     Expanding the kernel gives a closed form with no pairwise sum: MMD^2 = ||G_x - G_y||^2 + (2c / C)
     ||mu_x - mu_y||^2 with G the Gram matrix of gram() and mu the channel means; c = 0 is the Gram loss."""
     g_target, mu_target = target
-    b, ch = features.shape[:2]
+    ch = features.shape[1]
     g = gram(features)
     mu = features.float().mean(dim=(2, 3))
     num = (g - g_target).pow(2).sum(dim=(1, 2)) + (2 * c / ch) * (mu - mu_target).pow(2).sum(dim=1)
@@ -155,7 +155,6 @@ def nearest_patches(features: torch.Tensor, patches: torch.Tensor, chunk: int = 
 def mrf_loss(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
     """CNNMRF (Li & Wand 2016): every 3x3 patch of the output's features pulled to its nearest style patch
     (nearest_patches, recomputed every evaluation), as a relative squared error per batch item."""
-    b, c = features.shape[:2]
     index = nearest_patches(features, patches, chunk)
     own = torch.nn.functional.unfold(features.float(), MRF_PATCH).transpose(1, 2)  # (B, L, C*9)
     matched = patches.flatten(1)[index.flatten(1)]  # (B, L, C*9)
