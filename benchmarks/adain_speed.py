@@ -37,15 +37,12 @@ def main() -> None:
             for precision in precisions:
                 runtime = make_runtime(args.device, precision)
                 style = torch.rand(1, 3, size, size)
-                engine = AdaIN(encoder_from("vgg16", state), decoder, runtime, [style], [1.0], alpha=alpha)
-                content = torch.rand(1, 3, size, size)
-
-                def encode_style() -> None:
-                    engine._stats.clear()
-                    engine.style_stats(size)
-
-                style_ms = ms_per_call(encode_style, runtime.device, args.repeats)
-                image_ms = ms_per_call(lambda: engine.stylize(content), runtime.device, args.repeats)  # style cached
+                engine = AdaIN(encoder_from("vgg16", state), decoder, runtime, alpha=alpha)
+                content, styles = torch.rand(1, 3, size, size), engine.prepare([style])
+                style_ms = ms_per_call(lambda: engine.style_stats(engine.prepare([style]), size), runtime.device,
+                                       args.repeats)
+                engine.style_stats(styles, size)
+                image_ms = ms_per_call(lambda: engine.stylize(content, styles), runtime.device, args.repeats)
                 cells.append(f"{image_ms:.0f} ({style_ms:.0f})")
             print(f"| {size} | {alpha:g} | " + " | ".join(cells) + " |", flush=True)
 

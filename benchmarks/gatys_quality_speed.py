@@ -68,9 +68,9 @@ def main() -> None:
         runtime = make_runtime(args.device, precision, seed=0)
         backbone = VGGFeatures("vgg16", deepest="relu4_3")
         backbone.load_weights(state)
-        engine = Gatys(cfg, runtime, backbone.to(runtime.device), [style])
+        engine = Gatys(cfg, runtime, backbone.to(runtime.device))
         start = time.perf_counter()
-        out = engine.stylize(content)
+        out = engine.stylize(content, engine.prepare([style]))
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -28,13 +28,14 @@ def seconds_per_iteration(size: int, precision: str, iterations: int, device: st
     content = images.resize_long_side(images.load_image(EXAMPLES / "tubingen.jpg").rgb, size)
     style = images.load_image(EXAMPLES / "starry_night.jpg").rgb
     single_scale = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(2,))
-    engine = Gatys(single_scale, runtime, backbone.to(runtime.device), [style])
-    engine.stylize(content)  # warm-up: style targets, allocator, oneDNN kernel selection
+    engine = Gatys(single_scale, runtime, backbone.to(runtime.device))
+    styles = engine.prepare([style])
+    engine.stylize(content, styles)  # warm-up: style targets, allocator, oneDNN kernel selection
     engine.config = dataclasses.replace(single_scale, iterations=(iterations,))
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    engine.stylize(content)
+    engine.stylize(content, styles)
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / iterations

@@ -77,7 +77,6 @@ def main() -> None:
         # Styles whose image may not ship (examples/SOURCES.md) are found among the samples.
         style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name) if p.exists()),
                                         REPO / "examples" / name)
-        engine = spec.build(spec.config_type(model=args.model), runtime, EngineInputs())
         pairs = [(p, style_path) for p in photos]
     else:
         if args.styles is None:
@@ -86,7 +85,8 @@ def main() -> None:
         if args.held_out:
             styles = [p for p in styles if is_held_out(p)]
         pairs = [(photos[i % len(photos)], styles[i % len(styles)]) for i in range(args.pairs)]
-        engine = None
+    options = {"alpha": args.alpha} if args.method == "adain" else {}
+    engine = spec.build(spec.config_type(model=args.model, **options), runtime, EngineInputs())
 
     print(f"# quality: {args.method} {args.model}, {args.size} px, {runtime.device}, {runtime.precision}")
     print("| content | style | style distance | content's own | ratio | content distance | colour ratio | "
@@ -96,12 +96,9 @@ def main() -> None:
     for photo, style_path in pairs:
         content_full = images.load_image(photo).rgb
         style = images.load_image(style_path).rgb
-        if engine is None or args.method == "adain":
-            engine = spec.build(spec.config_type(model=args.model, alpha=args.alpha), runtime,
-                                EngineInputs(styles=[style], style_names=[style_path.stem]))
         content = images.resize_long_side(content_full, args.size)
         start = time.perf_counter()
-        out = engine.stylize(content)
+        out = engine.stylize(content, engine.prepare([style] if spec.needs_style else []))
         seconds = time.perf_counter() - start
         s = metrics.score(metric_net, out, content_full, style)
         baseline = metrics.score(metric_net, color.match_color(content, style), content_full, style)

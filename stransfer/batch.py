@@ -11,18 +11,21 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from stransfer import images, pipeline
+from stransfer import images
 from stransfer.config import param
-from stransfer.engines import Engine
 from stransfer.errors import OutputError, StransferError, UsageError
 from stransfer.events import Event, EventCallback, Note, Snapshot, Step, ignore
 
 INPUT_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_NAME = "{stem}_{style}_{method}.png"
 GLOB_CHARS = set("*?[")
+
+if TYPE_CHECKING:
+    from stransfer.api import Stylizer
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,13 @@ def collect(args: Sequence[str], recursive: bool = False, stdin: Iterable[str] =
     return list(unique.items())
 
 
+def check_folders_found(args: Sequence[str], sources: list[tuple[Path, Path]], recursive: bool) -> None:
+    """A folder given as input that holds no image is a usage error, not a silent no-op."""
+    for folder in (Path(a) for a in args if Path(a).is_dir()):
+        if not any(source.is_relative_to(folder) for source, _ in sources):
+            raise UsageError(f"{folder}: no images found" + ("" if recursive else " (use --recursive for subfolders)"))
+
+
 def names_one_file(output: Path) -> bool:
     """-o with an image extension (and no folder of that name) is one output file; anything else a folder."""
     return output.suffix.lower() in images.SAVE_FORMATS and not output.is_dir()
@@ -149,7 +159,6 @@ class BatchOptions:
     overwrite: bool = False
     skip_existing: bool = False
     max_pixels: int = param(images.DEFAULT_MAX_PIXELS, ge=1)
-    preserve_color: str = "none"
     batch_size: int = param(1, ge=1, le=256)
 
 
@@ -175,17 +184,17 @@ def describe_failure(item: Item, error: Exception) -> str:
     return text if str(item.source) in text or str(item.output) in text else f"{item.source}: {text}"
 
 
-def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[torch.Tensor],
-        on_result: Callable[[Result], None], on_event: EventCallback = ignore,
-        stop: threading.Event | None = None) -> Outcome:
+def run(stylizer: Stylizer, items: list[Item], options: BatchOptions, on_result: Callable[[Result], None],
+        on_event: EventCallback = ignore, stop: threading.Event | None = None) -> Outcome:
     """Stylise every item; report each result as it happens. Items of equal size are stacked up to
-    `batch_size` (feed-forward engines); a set `stop` ends the run after the current group.
+    `batch_size` where the stylizer allows it; a set `stop` ends the run after the current group.
 
     Isolation is by design, not by a list of exception types: whatever one item raises (Exception, so never
     KeyboardInterrupt or SystemExit) becomes that item's failure, unless it is fatal (see _is_fatal), which
     ends the run after reporting it."""
     results: list[Result] = []
     fatal: list[Exception] = []
+    batch_size = options.batch_size if stylizer.batches else 1
 
     def report(result: Result) -> None:
         results.append(result)
@@ -220,7 +229,7 @@ def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[t
 
         try:
             batch = torch.cat([rgb for _, _, rgb, _ in pending])
-            out = pipeline.stylize(engine, batch, options.preserve_color, styles, with_snapshots)
+            out = stylizer.stylize_tensor(batch, with_snapshots)
         except Exception as e:  # noqa: BLE001 - isolation by design, see run()
             pending.clear()
             fail(group, e)
@@ -257,7 +266,7 @@ def run(engine: Engine, items: list[Item], options: BatchOptions, styles: list[t
         if pending and pending[0][2].shape != rgb.shape:
             flush()
         pending.append((item, picture, rgb, time.perf_counter() - start))
-        if len(pending) >= options.batch_size:
+        if len(pending) >= batch_size:
             flush()
     if not fatal:
         flush()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +13,9 @@ from rich.progress import (BarColumn, Progress, ProgressColumn, Task, TaskID, Te
 from rich.text import Text
 
 from stransfer.events import Download, Event, Note, SourceFailed, Step
+
+if TYPE_CHECKING:
+    from stransfer.batch import Result
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -89,3 +94,19 @@ class ProgressRenderer:
             self.console.print(f"[yellow]source failed:[/] {escape(event.label)}: {escape(event.reason)}")
         elif isinstance(event, Note):
             self.console.print(f"[dim]note:[/] {escape(event.message)}")
+
+
+def result_printer(as_json: bool) -> Callable[[Result], None]:
+    """How a batch reports each file: its output path (or one JSON line) on stdout, a failure on stderr."""
+
+    def show(result: Result) -> None:
+        if as_json:
+            stdout.print_json(data={"input": str(result.source), "output": str(result.output),
+                                    "status": result.status, "seconds": result.seconds,
+                                    "error": result.error or None}, indent=None)
+        elif result.status == "written":
+            stdout.print(str(result.output))
+        if result.status == "failed":
+            error(result.error)
+
+    return show

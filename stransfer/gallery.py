@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from stransfer.api import Stylizer
+from stransfer.device import Runtime
+from stransfer.engines import ENGINES
+from stransfer.errors import UsageError, WeightsError
+from stransfer.events import EventCallback, ignore
 from stransfer.images import fit_long_side, resize, to_pil
 
 BACKGROUND = (255, 255, 255)
@@ -98,3 +105,41 @@ def loss_curves(records: list[dict[str, float]], keys: list[str], width: int = 6
         draw.text((2, y1 - 12), f"{lo:.3g}", fill=MUTED, font=font)
         draw.text((x1 - 60, y1 + 2), f"step {steps[-1]}", fill=MUTED, font=font)
     return canvas
+
+
+def settings(methods: str, sweep: str | None) -> list[tuple[str, dict[str, str]]]:
+    """--methods gatys,adain -> one (engine, {}) per cell; --sweep alpha=0.25,1 -> one (engine, setting) each."""
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in names:
+        if m not in ENGINES:
+            raise UsageError(f"--methods: unknown engine '{m}' (known: {', '.join(ENGINES)})")
+    if sweep is None:
+        return [(m, {}) for m in names]
+    key, _, values = sweep.partition("=")
+    if len(names) != 1 or not values:
+        raise UsageError("--sweep KEY=V1,V2 needs exactly one engine in --methods")
+    return [(names[0], {key.strip(): v}) for v in values.split(",")]
+
+
+def run(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torch.Tensor]],
+        cell_settings: list[tuple[str, dict[str, str]]], runtime: Runtime, vgg_weights: Path | None = None,
+        on_event: EventCallback = ignore) -> list[list[list[Cell]]]:
+    """Every content through every (engine, setting) per style, timed; an engine whose trained model for a
+    style is missing (johnson uses the model named after the style) gets an empty, captioned cell."""
+    cells: list[list[list[Cell]]] = [[[] for _ in styles] for _ in contents]
+    for column, (style_name, style_rgb) in enumerate(styles):
+        for method, overrides in cell_settings:
+            label = method + "".join(f" {k} {v}" for k, v in overrides.items())
+            own_style = ENGINES[method].needs_style
+            try:
+                stylizer = Stylizer(method, style_rgb if own_style else None, runtime=runtime, vgg_weights=vgg_weights,
+                                    on_event=on_event, **({} if own_style else {"model": style_name}), **overrides)
+            except WeightsError:
+                for row in cells:
+                    row[column].append(Cell(None, f"{label}: no model"))
+                continue
+            for row, (_, content_rgb) in zip(cells, contents):
+                start = time.perf_counter()
+                out = stylizer.stylize_tensor(content_rgb, on_event)
+                row[column].append(Cell(out, f"{label} · {time.perf_counter() - start:.1f} s"))
+    return cells

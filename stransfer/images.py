@@ -51,7 +51,8 @@ def _to_float_array(im: Image.Image) -> np.ndarray:
     return arr if arr.ndim == 3 else arr[..., None]
 
 
-def _decode(im: Image.Image) -> Picture:
+def decode(im: Image.Image) -> Picture:
+    """A Pillow image (any mode, EXIF-rotated) as a Picture."""
     notes: list[str] = []
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
@@ -102,7 +103,7 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
                         )
                     if w < 1 or h < 1:
                         raise InputError(f"{path}: image has no pixels ({w}x{h})")
-                    picture = _decode(im)
+                    picture = decode(im)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
         picture.notes += sorted({" ".join(str(w.message).split()) for w in caught})
@@ -120,9 +121,8 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
         raise InputError(f"{path}: cannot decode image ({e})") from None
 
 
-def load_mask(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """A mask image as (1, 1, H, W) in [0, 1]: its luminance (white = 1)."""
-    rgb = load_image(path, max_pixels).rgb
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) in [0, 1], ITU-R BT.601 weights."""
     return (0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]).clamp(0, 1)
 
 

@@ -45,19 +45,20 @@ def tiny_adain(random_vgg16):
 @pytest.mark.parametrize("size", [(32, 32), (37, 21), (64, 3)])
 def test_any_size_and_alpha_range(tiny_adain, size):
     encoder, decoder = tiny_adain
-    engine = AdaIN(encoder, decoder, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=1.0)
-    out = engine.stylize(torch.rand(1, 3, *size))
+    engine = AdaIN(encoder, decoder, make_runtime("cpu"), alpha=1.0)
+    out = engine.stylize(torch.rand(1, 3, *size), engine.prepare([torch.rand(1, 3, 40, 40)]))
     assert out.shape == (1, 3, *size) and 0 <= out.min() and out.max() <= 1
 
 
 def test_alpha_zero_decodes_the_content_features(tiny_adain):
     encoder, decoder = tiny_adain
     content = torch.rand(1, 3, 32, 32)
-    a0 = AdaIN(encoder, decoder, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=0.0)
+    a0 = AdaIN(encoder, decoder, make_runtime("cpu"), alpha=0.0)
     with torch.no_grad():
         f = encoder(content, ["relu4_1", *SKIP_LAYERS])
         expected = decoder(f["relu4_1"], {k: f[k] for k in SKIP_LAYERS}).clamp(0, 1)
-    torch.testing.assert_close(a0.stylize(content), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a0.stylize(content, a0.prepare([torch.rand(1, 3, 40, 40)])), expected, atol=1e-5,
+                               rtol=1e-4)
 
 
 def test_content_skips_fade_out_as_alpha_rises(tiny_adain):
@@ -75,7 +76,8 @@ def test_content_skips_fade_out_as_alpha_rises(tiny_adain):
     with torch.no_grad():
         f = encoder(content, list(SKIP_LAYERS))
     for alpha in (1.0, 0.25):
-        AdaIN(encoder, recording, make_runtime("cpu"), [torch.rand(1, 3, 40, 40)], [1.0], alpha=alpha).stylize(content)
+        engine = AdaIN(encoder, recording, make_runtime("cpu"), alpha=alpha)
+        engine.stylize(content, engine.prepare([torch.rand(1, 3, 40, 40)]))
     assert seen[0] is None  # alpha 1: the paper's decoder, nothing added
     for k in SKIP_LAYERS:
         torch.testing.assert_close(seen[1][k], skip_weight(0.25) * f[k])
@@ -111,12 +113,12 @@ def test_a_decoder_file_without_the_content_skips_is_refused_in_one_line(capsys,
 def test_registry_builds_from_a_decoder_file_for_its_own_encoder(tmp_path, random_weights_file, random_vgg16):
     state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
     encoder_state = {k.removeprefix("layers."): v for k, v in encoder_from("vgg16", state).state_dict().items()}
-    inputs = EngineInputs(styles=[torch.rand(1, 3, 24, 24)], style_names=["s"], vgg_weights=random_weights_file)
+    inputs = EngineInputs(vgg_weights=random_weights_file)
     for name, digest in (("ours.pth", weights.tensor_digest(encoder_state)), ("other.pth", "0" * 64)):
         weights.save_model(tmp_path / name, "adain", Decoder("vgg16").state_dict(), backbone="vgg16",
                            encoder_layer="relu4_1", encoder_digest=digest, train_config={}, steps=1, record={})
     engine = ENGINES["adain"].build(AdainConfig(model=str(tmp_path / "ours.pth")), make_runtime("cpu"), inputs)
     assert engine.encoder.deepest == "relu4_1"
-    assert engine.stylize(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+    assert engine.stylize(torch.rand(1, 3, 16, 16), engine.prepare([torch.rand(1, 3, 24, 24)])).shape == (1, 3, 16, 16)
     with pytest.raises(WeightsError, match="trained for other vgg16 weights"):
         ENGINES["adain"].build(AdainConfig(model=str(tmp_path / "other.pth")), make_runtime("cpu"), inputs)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stransfer import batch, images, weights
+from stransfer import api, batch, images, weights
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 
 from conftest import gradient_image
@@ -203,7 +203,7 @@ def test_ctrl_c_inside_an_engine_is_not_swallowed(capsys, tmp_path, three_photos
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batch.pipeline, "stylize", interrupted)
+    monkeypatch.setattr(api.pipeline, "stylize", interrupted)
     code, stdout, err = cli(capsys, "stylize", three_photos, "-o", tmp_path / "out", "--json", *johnson_model)
     assert code == 130  # typer turns the KeyboardInterrupt into exit 130
     assert stdout == "" and "failed" not in err  # not taken for the first file's failure

@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 
 from stransfer import color, pipeline
+from stransfer.engines import Styles
 
 
 def test_ycbcr_round_trip():
@@ -28,23 +29,23 @@ def test_match_color_gives_the_style_the_contents_statistics():
 
 
 class Recorder:
-    """An engine that returns its style (or content) so the pipeline's colour handling can be seen."""
+    """An engine whose output is the first style image it was handed, so the pipeline's colour handling shows."""
 
-    style_name = "rec"
+    name = "rec"
 
-    def __init__(self, style):
-        self.style, self.seen = style, None
+    def prepare(self, styles):
+        return Styles(styles)
 
-    def stylize(self, content, on_event=None, styles=None):
-        self.seen = styles
-        return (styles or [self.style])[0].clone()
+    def stylize(self, content, styles, on_event=None):
+        return styles.images[0].clone()
 
 
 def test_pipeline_histogram_recolours_styles_and_luminance_restores_chroma():
     style, content = torch.rand(1, 3, 8, 8) * 0.2, torch.rand(1, 3, 8, 8)
-    engine = Recorder(style)
-    pipeline.stylize(engine, content, "histogram", [style])
-    assert engine.seen is not None and not torch.equal(engine.seen[0], style)
-    out = pipeline.stylize(engine, content, "luminance", [style])
-    assert engine.seen is None
+    engine = Recorder()
+    styles = engine.prepare([style])
+    recoloured = pipeline.stylize(engine, content, styles, "histogram")
+    torch.testing.assert_close(recoloured, color.match_color(style, content))
+    assert styles.images[0] is style  # the prepared styles themselves are left as they were
+    out = pipeline.stylize(engine, content, styles, "luminance")
     torch.testing.assert_close(out, color.keep_luminance(style, content))

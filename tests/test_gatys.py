@@ -24,9 +24,9 @@ def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
 
 def run(random_vgg16, seed=0, precision="fp32", **overrides):
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(20,), **overrides)
-    engine = Gatys(cfg, make_runtime("cpu", precision, seed=seed), random_vgg16, [structured(1, 40, 40)])
+    engine = Gatys(cfg, make_runtime("cpu", precision, seed=seed), random_vgg16)
     events = []
-    out = engine.stylize(structured(2), events.append)
+    out = engine.stylize(structured(2), engine.prepare([structured(1, 40, 40)]), events.append)
     return out, [e for e in events if isinstance(e, Step)], events
 
 
@@ -56,36 +56,45 @@ def test_bf16_path_runs_and_lowers_the_loss(random_vgg16):
     assert steps[-1].losses["total"] < steps[0].losses["total"]
 
 
-def test_style_targets_are_computed_once_per_size(random_vgg16):
-    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=(2,)), make_runtime("cpu"), random_vgg16,
-                   [structured(1)])
-    first = engine.regions((32, 32))
-    assert engine.regions((32, 32)) is first
-    assert engine.regions((32, 48)) is not first
+def targets(random_vgg16, cfg, styles, **inputs):
+    """The style regions a Gatys engine built with these inputs makes for a 32 x 32 output."""
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, EngineInputs(**inputs))
+    return engine.regions(engine.prepare(styles), (32, 32))
+
+
+def test_style_targets_are_computed_once_per_size_and_style_set(random_vgg16):
+    engine = Gatys(dataclasses.replace(GatysConfig(), iterations=(2,)), make_runtime("cpu"), random_vgg16)
+    styles = engine.prepare([structured(1)])
+    first = engine.regions(styles, (32, 32))
+    assert engine.regions(styles, (32, 32)) is first
+    assert engine.regions(styles, (32, 48)) is not first
+    # One engine serves another set of styles without forgetting the first's targets.
+    other = engine.regions(engine.prepare([structured(5)]), (32, 32))
+    assert not torch.equal(other[0].targets["gram"]["relu1_2"], first[0].targets["gram"]["relu1_2"])
+    assert engine.regions(styles, (32, 32)) is first
 
 
 def test_registry_builds_gatys_from_a_weights_file(random_weights_file):
     spec = ENGINES["gatys"]
     engine = spec.build(dataclasses.replace(GatysConfig(), iterations=(2,)), make_runtime("cpu"),
-                        EngineInputs(styles=[structured(1)], vgg_weights=random_weights_file))
+                        EngineInputs(vgg_weights=random_weights_file))
     assert engine.backbone.deepest == "relu4_3"  # nothing past the deepest tap is built
-    assert engine.stylize(structured(3, 16, 24)).shape == (1, 3, 16, 24)
+    assert engine.stylize(structured(3, 16, 24), engine.prepare([structured(1)])).shape == (1, 3, 16, 24)
 
 
 def test_schedule_goes_coarse_to_fine_and_skips_tiny_scales(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), scales=(0.1, 0.25, 0.5, 1.0), iterations=(40, 30, 20, 10))
-    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16)
     assert engine.schedule(384, 512) == [((96, 128), 30), ((192, 256), 20), ((384, 512), 10)]  # 51 px skipped
-    single = Gatys(dataclasses.replace(cfg, scales=(1.0,), iterations=(7,)), make_runtime("cpu"), random_vgg16,
-                   [structured(1)])
+    single = Gatys(dataclasses.replace(cfg, scales=(1.0,), iterations=(7,)), make_runtime("cpu"), random_vgg16)
     assert single.schedule(30, 40) == [((30, 40), 7)]
 
 
 def test_multi_scale_run_reports_every_stage(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), scales=(0.5, 1.0), iterations=(6, 3))
-    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16)
     events = []
-    out = engine.stylize(structured(2, 128, 128), events.append)
+    out = engine.stylize(structured(2, 128, 128), engine.prepare([structured(1)]), events.append)
     steps = [e for e in events if isinstance(e, Step)]
     assert out.shape == (1, 3, 128, 128)
     assert [e.step for e in steps] == list(range(1, 10)) and {e.total for e in steps} == {9}
@@ -95,9 +104,8 @@ def test_multi_scale_run_reports_every_stage(random_vgg16):
 def test_blend_weights_interpolate_the_gram_targets(random_vgg16):
     a, b = structured(1), structured(5)
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
-    blended = Gatys(cfg, make_runtime("cpu"), random_vgg16, [a, b], style_weights=[0.7, 0.3]).regions((32, 32))
-    only_a = Gatys(cfg, make_runtime("cpu"), random_vgg16, [a]).regions((32, 32))
-    only_b = Gatys(cfg, make_runtime("cpu"), random_vgg16, [b]).regions((32, 32))
+    blended = targets(random_vgg16, cfg, [a, b], style_weights=[0.7, 0.3])
+    only_a, only_b = targets(random_vgg16, cfg, [a]), targets(random_vgg16, cfg, [b])
     for layer in cfg.style_layers:
         expected = 0.7 * only_a[0].targets["gram"][layer] + 0.3 * only_b[0].targets["gram"][layer]
         torch.testing.assert_close(blended[0].targets["gram"][layer], expected)
@@ -107,25 +115,25 @@ def test_mask_gives_each_region_its_own_style(random_vgg16):
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., :, :16] = 1.0
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
-    two = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1), structured(5)], mask=mask).regions((32, 32))
+    two = targets(random_vgg16, cfg, [structured(1), structured(5)], mask=mask)
     assert len(two) == 2 and torch.equal(two[0].mask + two[1].mask, torch.ones(1, 1, 32, 32))
-    one = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)], mask=mask).regions((32, 32))
+    one = targets(random_vgg16, cfg, [structured(1)], mask=mask)
     assert len(one) == 1  # black stays content: no style target there
 
 
 def test_style_scale_changes_the_style_targets(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,))
     style = structured(1, 64, 64)
-    full = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style]).regions((32, 32))[0].targets["gram"]
-    half = Gatys(cfg, make_runtime("cpu"), random_vgg16, [style], style_scale=0.5).regions((32, 32))[0].targets
+    full = targets(random_vgg16, cfg, [style])[0].targets["gram"]
+    half = targets(random_vgg16, cfg, [style], style_scale=0.5)[0].targets
     assert not torch.allclose(full["relu1_2"], half["gram"]["relu1_2"])
 
 
 def test_tiled_scale_optimises_every_tile_and_blends_them(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), scales=(0.5, 1.0), iterations=(3, 2), tile="64", tile_overlap=16)
-    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)])
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16)
     events = []
-    out = engine.stylize(structured(2, 96, 128), events.append)
+    out = engine.stylize(structured(2, 96, 128), engine.prepare([structured(1)]), events.append)
     steps = [e for e in events if isinstance(e, Step)]
     # 48x64 fits one tile; 96x128 takes 2 x 3 tiles of 64 px (stride 48): 3 + 6 * 2 evaluations in all.
     assert steps[-1].step == steps[-1].total == 3 + 6 * 2
@@ -139,16 +147,16 @@ def test_every_style_loss_lowers_its_own_objective(random_vgg16, spec):
     trial steps on a random-weight network jump about)."""
     cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(8,), style_loss=spec, tv_weight=0.0,
                               content_weight=0.0, optimizer="adam", learning_rate=0.05)
-    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(3, 48, 48)])
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16)
     steps = []
-    engine.stylize(structured(7, 48, 48), steps.append)
+    engine.stylize(structured(7, 48, 48), engine.prepare([structured(3, 48, 48)]), steps.append)
     assert steps[-1].losses["style"] < 0.7 * steps[0].losses["style"], spec
 
 
 def test_a_mask_needs_a_loss_that_takes_masks(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), style_loss="histogram")
     with pytest.raises(ConfigError, match="--mask works with the style losses gram, meanstd"):
-        Gatys(cfg, make_runtime("cpu"), random_vgg16, [structured(1)], mask=torch.ones(1, 1, 8, 8))
+        Gatys(cfg, make_runtime("cpu"), random_vgg16, EngineInputs(mask=torch.ones(1, 1, 8, 8)))
 
 
 def test_texture_command_writes_a_seeded_texture_of_the_asked_size(capsys, tmp_path, random_weights_file):

@@ -67,11 +67,10 @@ def test_engine_clamps_and_refuses_style_images(tmp_path):
     save_tiny_model(path)
     spec = ENGINES["johnson"]
     engine = spec.build(JohnsonConfig(model=str(path)), make_runtime("cpu"), EngineInputs())
-    out = engine.stylize(torch.rand(1, 3, 30, 41))
+    out = engine.stylize(torch.rand(1, 3, 30, 41), engine.prepare([]))
     assert out.shape == (1, 3, 30, 41) and 0 <= out.min() and out.max() <= 1
-    assert engine.style_name == "tiny"
     with pytest.raises(UsageError, match="takes no style image"):
-        spec.build(JohnsonConfig(model=str(path)), make_runtime("cpu"), EngineInputs(styles=[torch.rand(1, 3, 8, 8)]))
+        engine.prepare([torch.rand(1, 3, 8, 8)])
 
 
 def test_model_names_resolve_in_the_model_folders(isolated_home):

@@ -65,11 +65,11 @@ def seam_score(out: torch.Tensor, positions: list[int]) -> float:
 def test_johnson_tiles_share_the_whole_images_statistics():
     torch.manual_seed(0)
     engine = Johnson(TransformerNet(JohnsonArch(width=4, residual_blocks=1)).eval(), make_runtime("cpu", "fp32"),
-                     "t", tile="off")
-    image = smooth_image(96, 160)
-    whole = engine.stylize(image)
+                     tile="off")
+    image, styles = smooth_image(96, 160), engine.prepare([])
+    whole = engine.stylize(image, styles)
     engine.tile, engine.tile_overlap = "64", 32
-    tiled = engine.stylize(image)
+    tiled = engine.stylize(image, styles)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean() < 0.03
     assert seam_score(tiled, [32, 64, 96]) < 2.0
@@ -81,11 +81,11 @@ def test_adain_tiles_agree_with_the_whole_image(random_vgg16, alpha):
     state = {k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}
     torch.manual_seed(0)
     engine = AdaIN(encoder_from("vgg16", state), Decoder().eval(), make_runtime("cpu", "fp32"),
-                   [smooth_image(64, 64)], [1.0], alpha=alpha, tile="off")
+                   alpha=alpha, tile="off")
     image = smooth_image(96, 160)
-    whole = engine.stylize(image)
-    engine.tile, engine.tile_overlap, engine._stats = "64", 32, {}
-    tiled = engine.stylize(image)
+    whole = engine.stylize(image, engine.prepare([smooth_image(64, 64)]))
+    engine.tile, engine.tile_overlap = "64", 32
+    tiled = engine.stylize(image, engine.prepare([smooth_image(64, 64)]))
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean() < 0.05
 

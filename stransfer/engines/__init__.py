@@ -11,30 +11,56 @@ import torch
 import torch.nn.functional as F
 
 from stransfer.device import Runtime
+from stransfer.errors import UsageError
 from stransfer.events import EventCallback, ignore
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineInputs:
-    """What a run hands an engine once, before it stylises any number of content images."""
+    """How a run combines its style images, and where the engine's weights come from; given once, at build."""
 
-    styles: list[torch.Tensor] = field(default_factory=list)  # full-resolution RGB (1, 3, H, W) in [0, 1]
-    style_names: list[str] = field(default_factory=list)  # for output names, e.g. the files' stems
     style_weights: list[float] | None = None  # blend of several styles, summing to 1; None = equal
     style_scale: float = 1.0  # style image long side relative to the output's
     mask: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1]: white = first style, black = second/content
     vgg_weights: Path | None = None  # None: resolved by stransfer.weights (env, cache, fetch)
-    on_event: EventCallback = ignore
+    on_event: EventCallback = ignore  # downloads while the engine loads
+
+
+@dataclass
+class Styles:
+    """Style images prepared for one engine. What an output size needs of them (loss targets, feature
+    statistics) is computed on first use and kept here, not in the engine, so one engine serves any number
+    of style sets, and a batch of equal-size images computes it once."""
+
+    images: list[torch.Tensor]  # full-resolution RGB (1, 3, H, W) in [0, 1]
+    by_size: dict[Any, Any] = field(default_factory=dict)
+
+    def at(self, size: Any, compute: Callable[[], Any]) -> Any:
+        if size not in self.by_size:
+            self.by_size[size] = compute()
+        return self.by_size[size]
+
+
+def style_set(method: str, styles: list[torch.Tensor], inputs: EngineInputs) -> Styles:
+    """Styles for an engine that takes style images, checked against how the run combines them."""
+    if not styles:
+        raise UsageError(f"-m {method} needs a style image: -s FILE")
+    if inputs.style_weights is not None and len(inputs.style_weights) != len(styles):
+        raise UsageError(f"--style-blend has {len(inputs.style_weights)} weights for {len(styles)} style images")
+    if inputs.mask is not None and len(styles) not in (1, 2):
+        raise UsageError(f"--mask takes one or two styles (got {len(styles)})")
+    return Styles(list(styles))
 
 
 class Engine(Protocol):
     name: ClassVar[str]
-    style_name: str  # what the outputs are named after: the style file(s) or the model's style
 
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
-                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """RGB (1, 3, H, W) in [0, 1] -> stylised RGB of the same size, on the CPU. `styles` replaces the
-        engine's style images for this call (engines with a style baked in refuse it)."""
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        """The style images this engine will match (engines with a style baked into a model refuse any)."""
+        ...
+
+    def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
+        """RGB (1, 3, H, W) in [0, 1] -> stylised RGB of the same size, on the CPU."""
         ...
 
 
@@ -44,7 +70,6 @@ class EngineSpec:
     config_type: type
     build: Callable[[Any, Runtime, EngineInputs], Engine]
     needs_style: bool
-    summary: str
     batches: bool = False  # stylises a stack of equal-size images in one pass
 
 

@@ -15,8 +15,8 @@ from stransfer import losses, tiling
 from stransfer.backbone import ARCHITECTURES, VGGFeatures
 from stransfer.config import param
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
-from stransfer.errors import ModelError, UsageError, WeightsError
+from stransfer.engines import EngineInputs, EngineSpec, Styles, pad_to_multiple, style_set
+from stransfer.errors import ModelError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import fit_long_side, resize
 from stransfer.weights import find_model, load_model, resolve, tensor_digest
@@ -142,18 +142,16 @@ SKIP_BYTES_PER_PIXEL = 500
 class AdaIN:
     name: ClassVar[str] = "adain"
 
-    def __init__(self, encoder: VGGFeatures, decoder: Decoder, runtime: Runtime, styles: list[torch.Tensor],
-                 blend: list[float], alpha: float, style_name: str = "style", mask: torch.Tensor | None = None,
-                 style_scale: float = 1.0, tile: str = "auto", tile_overlap: int = 96) -> None:
-        if not styles:
-            raise ValueError("adain needs a style image")
+    def __init__(self, encoder: VGGFeatures, decoder: Decoder, runtime: Runtime, alpha: float,
+                 inputs: EngineInputs = EngineInputs(), tile: str = "auto", tile_overlap: int = 96) -> None:
         # Channels-last: oneDNN's convolutions run 1.3x faster in it on the CPU (1024 px bf16: 3.7 s, not 4.7 s).
         self.encoder = encoder.to(runtime.device, memory_format=torch.channels_last)
         self.decoder = decoder.to(runtime.device, memory_format=torch.channels_last)
-        self.runtime, self.styles, self.blend, self.alpha = runtime, styles, blend, alpha
-        self.style_name, self.mask, self.style_scale = style_name, mask, style_scale
+        self.runtime, self.alpha, self.inputs = runtime, alpha, inputs
         self.tile, self.tile_overlap = tile, tile_overlap
-        self._stats: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        return style_set(self.name, styles, self.inputs)
 
     def _encode(self, image: torch.Tensor, skips: bool = False) -> dict[str, torch.Tensor]:
         """relu4_1 of the image, and its content skips when asked for."""
@@ -181,14 +179,12 @@ class AdaIN:
         mean = total / count
         return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
 
-    def style_stats(self, long_side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def style_stats(self, styles: Styles, long_side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Channel mean and std of each style at relu4_1, the style resized so its long side is the output's
         (times style_scale); computed once per output size."""
-        if long_side not in self._stats:
-            side = max(16, round(long_side * self.style_scale))
-            self._stats[long_side] = [self._stats_of(resize(s, fit_long_side(s.shape[-2], s.shape[-1], side)))
-                                      for s in self.styles]
-        return self._stats[long_side]
+        side = max(16, round(long_side * self.inputs.style_scale))
+        return styles.at(long_side, lambda: [
+            self._stats_of(resize(s, fit_long_side(s.shape[-2], s.shape[-1], side))) for s in styles.images])
 
     def _target(self, features: torch.Tensor, stats: list[tuple[torch.Tensor, torch.Tensor]],
                 content_stats: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None) -> torch.Tensor:
@@ -197,8 +193,9 @@ class AdaIN:
         black; then alpha."""
         features = features.float()
         if mask is None:
+            blend = self.inputs.style_weights or [1.0 / len(stats)] * len(stats)
             target = sum(weight * adain(features, mean, std, content_stats)
-                         for weight, (mean, std) in zip(self.blend, stats))
+                         for weight, (mean, std) in zip(blend, stats))
         else:
             m = F.interpolate(mask.to(features), size=features.shape[-2:], mode="bilinear", align_corners=False)
             second = adain(features, *stats[1], content_stats) if len(stats) > 1 else features
@@ -217,17 +214,10 @@ class AdaIN:
             return self.decoder(target, skips).float().clamp(0, 1).cpu().contiguous()
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
-                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
         h, w = content.shape[-2:]
-        if styles is not None:  # e.g. recoloured to this content: statistics for this call only
-            saved, self.styles, self._stats = (self.styles, self._stats), styles, {}
-            try:
-                return self.stylize(content, on_event)
-            finally:
-                self.styles, self._stats = saved
-        stats = self.style_stats(max(h, w))
-        mask = None if self.mask is None else resize(self.mask, (h, w))
+        stats = self.style_stats(styles, max(h, w))
+        mask = None if self.inputs.mask is None else resize(self.inputs.mask, (h, w))
         per_pixel = BYTES_PER_PIXEL + (SKIP_BYTES_PER_PIXEL if skip_weight(self.alpha) > 0 else 0)
         tile = tiling.choose_tile(self.tile, h, w, per_pixel, multiple=8)
         if not tile:
@@ -250,8 +240,6 @@ class AdaIN:
 
 
 def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
-    if not inputs.styles:
-        raise UsageError("-m adain needs a style image: -s FILE")
     tiling.check(config.tile, config.tile_overlap)
     path = find_model(config.model)
     decoder, payload = load_decoder(path)
@@ -262,10 +250,7 @@ def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
         # A decoder inverts one encoder's features; with other VGG weights it would decode noise.
         raise WeightsError(f"{path}: this decoder was trained for other {payload['backbone']} weights than "
                            "the ones in use (--vgg-weights or the cache)")
-    blend = inputs.style_weights or [1.0 / len(inputs.styles)] * len(inputs.styles)
-    return AdaIN(encoder, decoder, runtime, inputs.styles, blend, config.alpha, "+".join(inputs.style_names),
-                 inputs.mask, inputs.style_scale, config.tile, config.tile_overlap)
+    return AdaIN(encoder, decoder, runtime, config.alpha, inputs, config.tile, config.tile_overlap)
 
 
-SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, needs_style=True, batches=True,
-                  summary="arbitrary style in one pass (Huang & Belongie): encoder, AdaIN, trained decoder")
+SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, needs_style=True, batches=True)

@@ -11,7 +11,7 @@ from stransfer import losses, tiling
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.config import param
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec
+from stransfer.engines import EngineInputs, EngineSpec, Styles, style_set
 from stransfer.errors import ConfigError
 from stransfer.events import EventCallback, Snapshot, Step, ignore
 from stransfer.images import fit_long_side, resize
@@ -82,24 +82,21 @@ class Gatys:
 
     name: ClassVar[str] = "gatys"
 
-    def __init__(self, config: GatysConfig, runtime: Runtime, backbone: VGGFeatures, styles: list[torch.Tensor],
-                 style_name: str = "style", style_weights: list[float] | None = None, style_scale: float = 1.0,
-                 mask: torch.Tensor | None = None) -> None:
-        if not styles:
-            raise ValueError("gatys needs a style image")
+    def __init__(self, config: GatysConfig, runtime: Runtime, backbone: VGGFeatures,
+                 inputs: EngineInputs = EngineInputs()) -> None:
         if config.scales[-1] != 1.0 or list(config.scales) != sorted(set(config.scales)):
             raise ConfigError(f"'scales' must increase and end at 1.0, the output's size (got {config.scales})")
         if len(config.iterations) not in (1, len(config.scales)):
             raise ConfigError(f"'iterations' needs one number or one per scale ({len(config.scales)}), "
                               f"got {len(config.iterations)}")
         self.objective = losses.StyleObjective.parse(config.style_loss, config.style_layers)
-        if mask is not None and not self.objective.takes_masks:
+        if inputs.mask is not None and not self.objective.takes_masks:
             masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
             raise ConfigError(f"--mask works with the style losses {masked} (got '{config.style_loss}')")
-        self.config, self.runtime, self.backbone = config, runtime, backbone
-        self.styles, self.style_name, self.style_scale, self.mask = styles, style_name, style_scale, mask
-        self.style_weights = style_weights or [1.0 / len(styles)] * len(styles)
-        self._regions: dict[tuple[int, int], list[Region]] = {}
+        self.config, self.runtime, self.backbone, self.inputs = config, runtime, backbone, inputs
+
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        return style_set(self.name, styles, self.inputs)
 
     def schedule(self, height: int, width: int) -> list[tuple[tuple[int, int], int]]:
         """(size, evaluations) per scale, coarse to fine, for an output of height x width."""
@@ -115,7 +112,7 @@ class Gatys:
 
     def _style_targets(self, styles: list[torch.Tensor], size: tuple[int, int]) -> list[dict[str, dict[str, Any]]]:
         """Style-loss targets of each style, resized so its long side is the output's times style_scale."""
-        long_side = max(1, round(max(size) * self.style_scale))
+        long_side = max(1, round(max(size) * self.inputs.style_scale))
         targets = []
         for style in styles:
             s = resize(style, fit_long_side(style.shape[-2], style.shape[-1], long_side))
@@ -123,35 +120,30 @@ class Gatys:
                 targets.append(self.objective.targets(self.backbone(s.to(self.runtime.device), self.objective.taps)))
         return targets
 
-    def regions(self, size: tuple[int, int], styles: list[torch.Tensor] | None = None) -> list[Region]:
+    def regions(self, styles: Styles, size: tuple[int, int]) -> list[Region]:
         """The style targets for an output of `size`. Without a mask: one region, the styles' targets blended
         by weight. With a mask: white takes the first style, black the second (or stays content).
-        Computed once per size for the engine's own styles, however many content images share it."""
-        if styles is not None:
-            return self._build_regions(self._style_targets(styles, size), size)
-        if size not in self._regions:
-            self._regions[size] = self._build_regions(self._style_targets(self.styles, size), size)
-        return self._regions[size]
+        Computed once per size, however many content images share it."""
+        return styles.at(size, lambda: self._build_regions(self._style_targets(styles.images, size), size))
 
     def _build_regions(self, targets: list[dict[str, dict[str, Any]]], size: tuple[int, int]) -> list[Region]:
-        if self.mask is None:
-            return [Region(None, self.objective.blend(targets, self.style_weights))]
-        mask = resize(self.mask, size).to(self.runtime.device)
+        if self.inputs.mask is None:
+            weights = self.inputs.style_weights or [1.0 / len(targets)] * len(targets)
+            return [Region(None, self.objective.blend(targets, weights))]
+        mask = resize(self.inputs.mask, size).to(self.runtime.device)
         regions = [Region(mask, targets[0])]
         if len(targets) > 1:
             regions.append(Region(1.0 - mask, targets[1]))
         return regions
 
-    def _initial_image(self, content: torch.Tensor) -> torch.Tensor:
+    def _initial_image(self, content: torch.Tensor, styles: Styles) -> torch.Tensor:
         if self.config.init == "noise":
             return torch.rand(content.shape, generator=self.runtime.generator()).to(content.device)
         if self.config.init == "style":
-            return resize(self.styles[0], tuple(content.shape[-2:])).to(content.device)
+            return resize(styles.images[0], tuple(content.shape[-2:])).to(content.device)
         return content.clone()
 
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
-                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """`styles` replaces the engine's own styles for this call (e.g. recoloured to this content)."""
+    def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
         content = content.to(self.runtime.device)
         plan = self.schedule(*content.shape[-2:])
         tiles = [tiling.choose_tile(self.config.tile, *size, BYTES_PER_PIXEL, multiple=8) for size, _ in plan]
@@ -161,7 +153,7 @@ class Gatys:
         for i, ((size, evaluations), tile) in enumerate(zip(plan, tiles)):
             scaled_content = resize(content, size)
             if x is None:
-                start = self._initial_image(scaled_content)
+                start = self._initial_image(scaled_content, styles)
             else:
                 # Departure from plain coarse-to-fine: the upsampled result lacks the photo's fine detail,
                 # which the few fine-scale evaluations cannot rebuild, so the content's own high
@@ -170,10 +162,10 @@ class Gatys:
                 start = (resize(x, size) + scaled_content - coarse_content).clamp(0, 1)
             stage = f"gatys {max(size)} px" + (f" ({i + 1}/{len(plan)})" if len(plan) > 1 else "")
             if tile:
-                x, done = self._optimize_tiled(start, scaled_content, self.regions(size, styles), evaluations,
+                x, done = self._optimize_tiled(start, scaled_content, self.regions(styles, size), evaluations,
                                                tile, done, total, stage, on_event)
             else:
-                x = self._optimize(start, scaled_content, self.regions(size, styles), evaluations, done, total,
+                x = self._optimize(start, scaled_content, self.regions(styles, size), evaluations, done, total,
                                    stage, on_event)
                 done += evaluations
         assert x is not None
@@ -246,12 +238,13 @@ class Gatys:
 TEXTURE_DEFAULTS = {"content_weight": 0.0, "init": "noise", "style_loss": "gram:1,histogram:1"}
 
 
-def synthesize_texture(engine: Gatys, height: int, width: int, on_event: EventCallback = ignore) -> torch.Tensor:
+def synthesize_texture(engine: Gatys, styles: Styles, height: int, width: int,
+                       on_event: EventCallback = ignore) -> torch.Tensor:
     """A height x width texture of the engine's style(s), from its seeded noise; the engine's config should
     weigh content at 0 (TEXTURE_DEFAULTS), so the blank stand-in for a photo constrains nothing."""
     if engine.config.content_weight != 0:
         raise ConfigError("a texture has no content image: 'content_weight' must be 0")
-    return engine.stylize(torch.zeros(1, 3, height, width), on_event)
+    return engine.stylize(torch.zeros(1, 3, height, width), styles, on_event)
 
 
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
@@ -261,9 +254,7 @@ def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)
     state, _origin = resolve(config.backbone, inputs.vgg_weights, inputs.on_event)
     backbone.load_weights(state)
-    return Gatys(config, runtime, backbone.to(runtime.device), inputs.styles, "+".join(inputs.style_names),
-                 inputs.style_weights, inputs.style_scale, inputs.mask)
+    return Gatys(config, runtime, backbone.to(runtime.device), inputs)
 
 
-SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, needs_style=True,
-                  summary="optimise the pixels (Gatys et al.): best quality, slowest")
+SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, needs_style=True)

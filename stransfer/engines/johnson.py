@@ -14,7 +14,7 @@ from torch import nn
 from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec, pad_to_multiple
+from stransfer.engines import EngineInputs, EngineSpec, Styles, pad_to_multiple
 from stransfer.errors import ModelError, UsageError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import resize
@@ -133,9 +133,8 @@ BYTES_PER_PIXEL = 500
 class Johnson:
     name: ClassVar[str] = "johnson"
 
-    def __init__(self, net: TransformerNet, runtime: Runtime, style_name: str, tile: str = "auto",
-                 tile_overlap: int = 96) -> None:
-        self.net, self.runtime, self.style_name = net.to(runtime.device), runtime, style_name
+    def __init__(self, net: TransformerNet, runtime: Runtime, tile: str = "auto", tile_overlap: int = 96) -> None:
+        self.net, self.runtime = net.to(runtime.device), runtime
         self.tile, self.tile_overlap = tile, tile_overlap
         self.norms = [m for m in self.net.modules() if isinstance(m, InstanceNorm)]
 
@@ -143,11 +142,13 @@ class Johnson:
         with self.runtime.autocast():
             return self.net(x.to(self.runtime.device)).float().clamp(0, 1).cpu()
 
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        if styles:
+            raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
+        return Styles([])
+
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, on_event: EventCallback = ignore,
-                styles: list[torch.Tensor] | None = None) -> torch.Tensor:
-        if styles is not None:
-            raise UsageError("-m johnson has its style baked into the model; it takes no style images")
+    def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
         h, w = content.shape[-2:]
         tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=4)
         if not tile:
@@ -171,11 +172,8 @@ class Johnson:
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
     tiling.check(config.tile, config.tile_overlap)
-    if inputs.styles:
-        raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
-    net, payload = load_transformer(find_model(config.model))
-    return Johnson(net, runtime, str(payload.get("style", Path(config.model).stem)), config.tile, config.tile_overlap)
+    net, _ = load_transformer(find_model(config.model))
+    return Johnson(net, runtime, config.tile, config.tile_overlap)
 
 
-SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True,
-                  summary="feed-forward network per style (Johnson et al.): real time once trained")
+SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True)

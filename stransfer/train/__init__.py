@@ -72,6 +72,36 @@ def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any
     return {"seed": seed, **inherited, **flags}
 
 
+# What each task reads and writes: "file" and "folder" inputs must exist; "out" must not.
+TASK_INPUTS = {"johnson": {"style": "file", "data": "folder", "out": "out"},
+               "adain": {"content_data": "folder", "style_data": "folder", "out": "out"}}
+
+
+def start(kind: str, inputs: dict[str, Path | None], flags: dict[str, Any], toml: Path | None, init: str | None,
+          run_dir: Path | None, runtime: dict[str, Any], world: World = World()) -> Path:
+    """Check a new run's inputs and settings and write its run folder (on the main rank); its path."""
+    missing = [k for k in TASK_INPUTS[kind] if inputs.get(k) is None]
+    if missing:
+        wanted = ", ".join("--" + k.replace("_", "-") for k in TASK_INPUTS[kind])
+        raise UsageError(f"train {kind} needs {wanted} (or --resume RUN_DIR)")
+    paths = {k: Path(v) for k, v in inputs.items() if v is not None}
+    for key, kind_of in TASK_INPUTS[kind].items():
+        flag, path = "--" + key.replace("_", "-"), paths[key]
+        if kind_of == "file" and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+        if kind_of == "folder" and not path.is_dir():
+            raise UsageError(f"{flag} {path}: not a folder")
+        if kind_of == "out" and path.exists() and world.is_main:
+            raise UsageError(f"{path} already exists: choose another --out or remove it")
+    start_from = read_init(kind, init) if init is not None else None
+    cfg = config_mod.build(config_type(kind), toml, init_overrides(start_from, flags) if start_from else flags)
+    name = paths["style"].stem if kind == "johnson" else paths["out"].stem
+    run_dir = run_dir or Path("runs") / f"{kind}-{name}"
+    if world.is_main:
+        new_run(kind, run_dir, cfg, {k: str(v.resolve()) for k, v in paths.items()}, runtime, start_from)
+    return run_dir
+
+
 def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str], runtime: dict[str, Any],
             init: dict[str, Any] | None = None) -> None:
     """Write the run's config.json; refuse a folder that already holds a run (resume it instead)."""

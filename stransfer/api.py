@@ -1,0 +1,180 @@
+"""The Python API: what the CLI is built on, for notebooks, web back ends and other tools.
+
+    import stransfer
+    stransfer.stylize("photo.jpg", style="art.jpg", method="adain").save("out.png")
+
+    stylizer = stransfer.Stylizer("johnson", model="starry_night")   # loads once
+    for path in paths:
+        stylizer(path, size=1024).save(...)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from stransfer import color, images, pipeline
+from stransfer import config as config_mod
+from stransfer.device import Runtime, make_runtime
+from stransfer.engines import ENGINES, EngineInputs, EngineSpec
+from stransfer.errors import InputError, UsageError
+from stransfer.events import EventCallback, ignore
+
+ImageLike = str | os.PathLike[str] | Image.Image | torch.Tensor
+"""A path to an image file, a Pillow image, or RGB in [0, 1] as a (3, H, W) or (1, 3, H, W) tensor."""
+
+MAX_BLEND_WEIGHT = 1e6  # weights are relative; a bound keeps their sum finite
+MAX_STYLE_SCALE = 4.0  # a style image 4x the output is already 16x its pixels through VGG
+
+
+def engine_spec(method: str) -> EngineSpec:
+    if method not in ENGINES:
+        raise UsageError(f"unknown method '{method}' (known: {', '.join(ENGINES)})")
+    return ENGINES[method]
+
+
+def engine_config(method: str, toml: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+    """The engine's settings: its defaults, then the TOML file's keys, then `options` (None = not given).
+    A key the engine does not have is an error naming it."""
+    spec = engine_spec(method)
+    return config_mod.build(spec.config_type, None if toml is None else Path(toml), options)
+
+
+def load_picture(image: ImageLike, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> images.Picture:
+    """Any ImageLike as the engines see it: RGB (1, 3, H, W) in [0, 1], its alpha set aside."""
+    if isinstance(image, torch.Tensor):
+        rgb = image.unsqueeze(0) if image.dim() == 3 else image
+        if rgb.dim() != 4 or rgb.shape[:2] != (1, 3) or not rgb.is_floating_point():
+            raise InputError(f"a tensor image must be float RGB (3, H, W) or (1, 3, H, W), got "
+                             f"{tuple(image.shape)} {image.dtype}")
+        return images.Picture(rgb.detach().float().clamp(0, 1).cpu())
+    if isinstance(image, Image.Image):
+        return images.decode(image)
+    return images.load_image(Path(image), max_pixels)
+
+
+def load_styles(style: ImageLike | Sequence[ImageLike] | None,
+                max_pixels: int = images.DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
+    """One ImageLike or several as RGB tensors; a bad one is a usage error (the run cannot start)."""
+    one = isinstance(style, (str, os.PathLike, Image.Image, torch.Tensor))
+    given = [] if style is None else [style] if one else list(style)  # type: ignore[arg-type]
+    try:
+        return [load_picture(s, max_pixels).rgb for s in given]
+    except InputError as e:
+        raise UsageError(f"style {e}") from None
+
+
+def parse_blend(weights: Sequence[float] | None) -> list[float] | None:
+    """Relative weights of several styles, normalised to sum to 1."""
+    if weights is None:
+        return None
+    config_mod.check("--style-blend", tuple(weights), ge=0.0, le=MAX_BLEND_WEIGHT)
+    if sum(weights) <= 0:
+        raise UsageError("--style-blend weights must not all be 0")
+    return [w / sum(weights) for w in weights]
+
+
+def output_label(method: str, style_names: Sequence[str], config: Any) -> str:
+    """What outputs are named after: the style images, or the model of an engine whose style is baked in."""
+    return "+".join(style_names) if engine_spec(method).needs_style else Path(config.model).stem
+
+
+class Stylizer:
+    """One engine, its model loaded and its style images prepared once, to stylise any number of images.
+
+    `method`: gatys, johnson or adain. `style`: one ImageLike or several (johnson takes none: its model holds
+    the style). `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
+    over those of the TOML file `config`. `runtime` replaces device/precision/threads/seed where the caller has
+    already made one (e.g. one GPU per torchrun rank)."""
+
+    def __init__(self, method: str = "adain", style: ImageLike | Sequence[ImageLike] | None = None, *,
+                 style_blend: Sequence[float] | None = None, style_scale: float = 1.0,
+                 mask: ImageLike | None = None, preserve_color: str = "none",
+                 config: str | os.PathLike[str] | None = None, device: str = "auto", precision: str = "auto",
+                 threads: int | None = None, seed: int | None = None, runtime: Runtime | None = None,
+                 vgg_weights: str | os.PathLike[str] | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 on_event: EventCallback = ignore, **options: Any) -> None:
+        self.spec = engine_spec(method)
+        self.config = engine_config(method, config, **options)
+        self.preserve_color = preserve_color
+        styles = load_styles(style, max_pixels)
+        self._check(styles, style_blend, mask, style_scale)
+        mask_tensor = None if mask is None else self._load_mask(mask, max_pixels)
+        self.runtime = runtime or make_runtime(device, precision, threads, seed)
+        inputs = EngineInputs(style_weights=parse_blend(style_blend), style_scale=style_scale, mask=mask_tensor,
+                              vgg_weights=None if vgg_weights is None else Path(vgg_weights), on_event=on_event)
+        self.engine = self.spec.build(self.config, self.runtime, inputs)
+        self.styles = self.engine.prepare(styles)
+
+    @staticmethod
+    def _load_mask(mask: ImageLike, max_pixels: int) -> torch.Tensor:
+        try:
+            return images.luminance(load_picture(mask, max_pixels).rgb)
+        except InputError as e:
+            raise UsageError(f"mask {e}") from None
+
+    def _check(self, styles: list[torch.Tensor], blend: Sequence[float] | None, mask: ImageLike | None,
+               style_scale: float) -> None:
+        """What no engine accepts; each engine's prepare() checks the styles against its own needs."""
+        if self.preserve_color not in color.MODES:
+            raise UsageError(f"--preserve-color must be one of {', '.join(color.MODES)} "
+                             f"(got {self.preserve_color!r})")
+        config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
+        if not self.spec.needs_style and (blend is not None or mask is not None or self.preserve_color ==
+                                          "histogram"):
+            raise UsageError(f"-m {self.spec.name} takes no style images, so no --style-blend, --mask or "
+                             "--preserve-color histogram")
+        if self.spec.needs_style and not styles:
+            raise UsageError(f"-m {self.spec.name} needs a style image: -s FILE")
+
+    @property
+    def batches(self) -> bool:
+        """Whether equal-size images may be stacked into one pass (not when each recolours the style)."""
+        return self.spec.batches and self.preserve_color != "histogram"
+
+    def stylize_tensor(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] at the size wanted -> stylised, same shape, on the CPU."""
+        return pipeline.stylize(self.engine, content, self.styles, self.preserve_color, on_event)
+
+    def __call__(self, content: ImageLike, size: int | None = 512, on_event: EventCallback = ignore) -> Image.Image:
+        """Stylise one image, its long side resized to `size` (None: as it is); alpha is kept."""
+        picture = load_picture(content)
+        rgb = picture.rgb if size is None else images.resize_long_side(picture.rgb, size)
+        return images.to_pil(self.stylize_tensor(rgb, on_event), picture.alpha)
+
+
+def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None = None, method: str = "adain",
+            size: int | None = 512, **options: Any) -> Image.Image:
+    """Stylise one image and return it as a Pillow image; `options` as for Stylizer. To stylise many images
+    with the same style, make one Stylizer: it loads the model and prepares the style once."""
+    return Stylizer(method, style, **options)(content, size)
+
+
+def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int | None = None, *,
+            style_loss: str | None = None, style_blend: Sequence[float] | None = None,
+            style_scale: float | None = None, config: str | os.PathLike[str] | None = None, device: str = "auto",
+            precision: str = "auto", threads: int | None = None, seed: int | None = None,
+            vgg_weights: str | os.PathLike[str] | None = None, on_event: EventCallback = ignore) -> Image.Image:
+    """A `size` x `height` texture of the style image(s), from seeded noise (Gatys et al. 2015, with Risser et
+    al.'s histogram loss by default). The style is seen at the texture's size, but never enlarged: a texture
+    bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
+    from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture
+
+    height = config_mod.check("--height", height or size, ge=16, le=16384)
+    config_mod.check("--size", size, ge=16, le=16384)
+    config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
+    spec = ENGINES["gatys"]
+    cfg = config_mod.build(spec.config_type, None if config is None else Path(config), {"style_loss": style_loss},
+                           defaults=TEXTURE_DEFAULTS)
+    styles = load_styles(style)
+    scale = style_scale or min(1.0, max(styles[0].shape[-2:]) / max(size, height)) if styles else 1.0
+    runtime = make_runtime(device, precision, threads, 0 if seed is None else seed)
+    engine = spec.build(cfg, runtime, EngineInputs(
+        style_weights=parse_blend(style_blend), style_scale=scale,
+        vgg_weights=None if vgg_weights is None else Path(vgg_weights), on_event=on_event))
+    return images.to_pil(synthesize_texture(engine, engine.prepare(styles), height, size, on_event))

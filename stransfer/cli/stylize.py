@@ -1,0 +1,152 @@
+"""`stransfer stylize` and `stransfer texture`: flags in, the API and the batch runner do the work."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stransfer import api, batch, console, distributed, images, signals
+from stransfer.cli.options import (ColorMode, ConfigOpt, Device, DeviceOpt, Init, MaxPixelsOpt, Method, Optimizer,
+                                   OverwriteOpt, Precision, PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt,
+                                   VggWeightsOpt, given, numbers, scales)
+from stransfer.config import build
+from stransfer.device import make_runtime
+
+GATYS, STYLE, FAST = "Gatys", "Style", "Johnson / AdaIN"
+
+
+def stylize(
+    content: Annotated[list[str], typer.Argument(
+        help="Content images: files, folders, globs, or - to read paths from stdin.", show_default=False)],
+    style: Annotated[list[Path] | None, typer.Option("--style", "-s", help="Style image (repeatable).")] = None,
+    method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output file (one content file) or folder (mirrors the input folders).")] = Path("."),
+    name: Annotated[str, typer.Option(help="Output file name template: {stem}, {style}, {method}, {ext}.")]
+    = batch.DEFAULT_NAME,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain).")] = 1,
+    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
+    content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.",
+                                                         rich_help_panel=GATYS)] = None,
+    style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.", rich_help_panel=GATYS)]
+    = None,
+    tv_weight: Annotated[float | None, typer.Option(help="Weight of total variation (smoothness).",
+                                                    rich_help_panel=GATYS)] = None,
+    content_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu3_3.",
+                                                       rich_help_panel=GATYS)] = None,
+    style_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu1_2,relu2_2.",
+                                                     rich_help_panel=GATYS)] = None,
+    style_loss: Annotated[str | None, typer.Option(
+        help="Style loss: gram, meanstd, mmd-poly, histogram, mrf, or weighted, e.g. gram:1,histogram:1.",
+        rich_help_panel=GATYS)] = None,
+    init: Annotated[Init | None, typer.Option(help="Starting image.", rich_help_panel=GATYS)] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(rich_help_panel=GATYS)] = None,
+    scales_: Annotated[str | None, typer.Option("--scales", help=(
+        "Coarse-to-fine scales: a count N (halving each time) or fractions of --size, e.g. 0.25,0.5,1."),
+        rich_help_panel=GATYS)] = None,
+    iterations: Annotated[str | None, typer.Option(
+        help="Function evaluations per scale, coarse to fine (e.g. 150,80,40), or one number for every scale.",
+        rich_help_panel=GATYS)] = None,
+    save_every: Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
+                                                   rich_help_panel=GATYS)] = None,
+    style_blend: StyleBlendOpt = None,
+    style_scale: Annotated[float, typer.Option(help="Style image size relative to the output.",
+                                               rich_help_panel=STYLE)] = 1.0,
+    mask: Annotated[Path | None, typer.Option(
+        help="Mask image: white = first style, black = second style (or the content, with one style).",
+        rich_help_panel=STYLE)] = None,
+    preserve_color: Annotated[ColorMode, typer.Option(
+        help="luminance: keep the content's colours; histogram: recolour the style to the content first.",
+        rich_help_panel=STYLE)] = ColorMode["none"],
+    model: Annotated[str | None, typer.Option(
+        help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel=FAST)] = None,
+    alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain).",
+                                                rich_help_panel=FAST)] = None,
+    tile: Annotated[str | None, typer.Option(
+        help="Huge images in tiles: auto (when memory requires), off, or a tile side in pixels.",
+        rich_help_panel=FAST)] = None,
+    tile_overlap: Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
+                                                     rich_help_panel=FAST)] = None,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["auto"],
+    threads: ThreadsOpt = None,
+    seed: SeedOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Stylise content images: with style images (gatys, adain) or a trained model (johnson)."""
+    options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
+                                                   max_pixels=max_pixels, batch_size=batch_size))
+    spec = api.engine_spec(method.value)
+    engine_options = given(spec.config_type, f"-m {spec.name}", content_weight=content_weight,
+                           style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
+                           style_layers=style_layers, style_loss=style_loss, init=init, optimizer=optimizer,
+                           scales=scales(scales_), iterations=iterations, save_every=save_every, model=model,
+                           alpha=alpha, tile=tile, tile_overlap=tile_overlap)
+    cfg = api.engine_config(spec.name, config, **engine_options)
+    sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
+    batch.check_folders_found(content, sources, recursive)
+    # Outputs are named before any model loads, so --dry-run is instant.
+    items = batch.plan(sources, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),
+                       spec.name)
+    if len(items) < len(sources):
+        console.note(f"{len(sources) - len(items)} inputs left out: they are outputs of this run's other inputs")
+    if dry_run:
+        for item in items:
+            state = "skip (exists)" if skip_existing and item.output.exists() else "write"
+            console.stdout.print(f"{item.source} -> {item.output}: {state}")
+        raise typer.Exit(0)
+
+    world = distributed.init()
+    runtime = distributed.runtime_for(make_runtime(device.value, precision.value, threads, seed), world)
+    stop = threading.Event()
+    with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
+        stylizer = api.Stylizer(
+            spec.name, style, style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
+            preserve_color=preserve_color.value, config=config, runtime=runtime, vgg_weights=vgg_weights,
+            max_pixels=max_pixels, on_event=render, **engine_options)
+        outcome = batch.run(stylizer, batch.shard(items, world.rank, world.size), options,
+                            console.result_printer(as_json), render, stop)
+    counts = world.gather_counts(outcome.results)
+    if world.rank == 0 and (len(items) > 1 or received or outcome.fatal):
+        console.stderr.print(batch.summary(counts, received[0] if received else None, outcome))
+    world.shutdown()
+    raise typer.Exit(signals.exit_code(received[0]) if received else 1 if counts["failed"] else 0)
+
+
+def texture(
+    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style image (repeatable, see --style-blend).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The texture to write.")] = Path("texture.png"),
+    size: Annotated[int, typer.Option(help="Side of the square texture in pixels.")] = 512,
+    height: Annotated[int | None, typer.Option(help="Height, for a texture that is not square.")] = None,
+    style_loss: Annotated[str | None, typer.Option(help="Style loss (default gram:1,histogram:1).")] = None,
+    style_blend: StyleBlendOpt = None,
+    style_scale: Annotated[float | None, typer.Option(
+        help="Style image size relative to the texture (default 1, or the style's own size if smaller).")] = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = Device["auto"],
+    precision: PrecisionOpt = Precision["auto"],
+    threads: ThreadsOpt = None,
+    seed: SeedOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+) -> None:
+    """Synthesise a texture from style images: the Gatys optimiser from noise, with no photo (any size)."""
+    images.check_writable(output, overwrite)
+    with console.ProgressRenderer() as render:
+        out = api.texture(style, size, height, style_loss=style_loss, style_blend=numbers("--style-blend", style_blend),
+                          style_scale=style_scale, config=config, device=device.value, precision=precision.value,
+                          threads=threads, seed=seed, vgg_weights=vgg_weights, on_event=render)
+    images.save_image(images.pil_to_tensor(out), output, overwrite=overwrite)
+    console.stdout.print(str(output))
