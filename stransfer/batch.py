@@ -184,6 +184,88 @@ def describe_failure(item: Item, error: Exception) -> str:
     return text if str(item.source) in text or str(item.output) in text else f"{item.source}: {text}"
 
 
+@dataclass
+class _Loaded:
+    item: Item
+    picture: images.Picture
+    rgb: torch.Tensor  # resized to the run's size
+    load_s: float
+
+
+class _Run:
+    """One batch run's state: results so far, the group of loaded images waiting for a pass, and the error
+    that ends the run early, if any."""
+
+    def __init__(self, stylizer: Stylizer, total: int, options: BatchOptions, on_result: Callable[[Result], None],
+                 on_event: EventCallback) -> None:
+        self.stylizer, self.total, self.options = stylizer, total, options
+        self.on_result, self.on_event = on_result, on_event
+        self.results: list[Result] = []
+        self.pending: list[_Loaded] = []
+        self.fatal: Exception | None = None
+
+    def report(self, result: Result) -> None:
+        self.results.append(result)
+        self.on_result(result)
+        self.on_event(Step(len(self.results), self.total, stage="files"))
+
+    def fail(self, group: list[Item], error: Exception) -> None:
+        for item in group:
+            self.report(Result(item.source, item.output, "failed", error=describe_failure(item, error)))
+        if _is_fatal(error):
+            self.fatal = error
+
+    def load(self, item: Item) -> _Loaded | None:
+        start = time.perf_counter()
+        try:
+            images.check_writable(item.output, self.options.overwrite)
+            picture = images.load_image(item.source, self.options.max_pixels)
+            rgb = images.resize_long_side(picture.rgb, self.options.size)
+        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
+            self.fail([item], e)
+            return None
+        for message in picture.notes:
+            self.on_event(Note(f"{item.source}: {message}"))
+        return _Loaded(item, picture, rgb, time.perf_counter() - start)
+
+    def snapshots_beside(self, output: Path) -> EventCallback:
+        """--save-every: intermediate images beside the output (engines that iterate run one image at a time)."""
+
+        def on_event(event: Event) -> None:
+            if not isinstance(event, Snapshot):
+                return self.on_event(event)
+            path = output.with_name(f"{output.stem}_{event.step:04d}{output.suffix}")
+            try:
+                images.save_image(event.image, path, overwrite=self.options.overwrite)
+            except OutputError as e:
+                self.on_event(Note(f"snapshot not saved: {e}"))
+
+        return on_event
+
+    def flush(self) -> None:
+        """Stylise the pending group in one pass and save each output."""
+        group, self.pending = self.pending, []
+        if not group:
+            return
+        start = time.perf_counter()
+        try:
+            out = self.stylizer.stylize_tensor(torch.cat([g.rgb for g in group]),
+                                               self.snapshots_beside(group[0].item.output))
+        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
+            return self.fail([g.item for g in group], e)
+        share = (time.perf_counter() - start) / len(group)
+        for i, g in enumerate(group):
+            if self.fatal:
+                break
+            try:
+                images.save_image(out[i: i + 1], g.item.output, alpha=g.picture.alpha,
+                                  overwrite=self.options.overwrite)
+            except Exception as e:  # noqa: BLE001 - isolation by design, see run()
+                self.fail([g.item], e)
+                continue
+            self.report(Result(g.item.source, g.item.output, "written", round(g.load_s + share, 3)))
+
+
 def run(stylizer: Stylizer, items: list[Item], options: BatchOptions, on_result: Callable[[Result], None],
         on_event: EventCallback = ignore, stop: threading.Event | None = None) -> Outcome:
     """Stylise every item; report each result as it happens. Items of equal size are stacked up to
@@ -192,85 +274,25 @@ def run(stylizer: Stylizer, items: list[Item], options: BatchOptions, on_result:
     Isolation is by design, not by a list of exception types: whatever one item raises (Exception, so never
     KeyboardInterrupt or SystemExit) becomes that item's failure, unless it is fatal (see _is_fatal), which
     ends the run after reporting it."""
-    results: list[Result] = []
-    fatal: list[Exception] = []
+    state = _Run(stylizer, len(items), options, on_result, on_event)
     batch_size = options.batch_size if stylizer.batches else 1
-
-    def report(result: Result) -> None:
-        results.append(result)
-        on_result(result)
-        on_event(Step(len(results), len(items), stage="files"))
-
-    def fail(group: list[Item], error: Exception) -> None:
-        for item in group:
-            report(Result(item.source, item.output, "failed", error=describe_failure(item, error)))
-        if _is_fatal(error):
-            fatal.append(error)
-
-    pending: list[tuple[Item, images.Picture, torch.Tensor, float]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        group = [item for item, _, _, _ in pending]
-        start = time.perf_counter()
-        first = group[0].output
-
-        def with_snapshots(event: Event) -> None:
-            # --save-every: intermediate images beside the output (engines that iterate run one image at a time).
-            if isinstance(event, Snapshot):
-                path = first.with_name(f"{first.stem}_{event.step:04d}{first.suffix}")
-                try:
-                    images.save_image(event.image, path, overwrite=options.overwrite)
-                except OutputError as e:
-                    on_event(Note(f"snapshot not saved: {e}"))
-            else:
-                on_event(event)
-
-        try:
-            batch = torch.cat([rgb for _, _, rgb, _ in pending])
-            out = stylizer.stylize_tensor(batch, with_snapshots)
-        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
-            pending.clear()
-            fail(group, e)
-            return
-        share = (time.perf_counter() - start) / len(pending)
-        saved = list(pending)
-        pending.clear()
-        for i, (item, picture, _, load_s) in enumerate(saved):
-            if fatal:
-                break
-            try:
-                images.save_image(out[i: i + 1], item.output, alpha=picture.alpha, overwrite=options.overwrite)
-            except Exception as e:  # noqa: BLE001 - isolation by design, see run()
-                fail([item], e)
-                continue
-            report(Result(item.source, item.output, "written", round(load_s + share, 3)))
-
     for item in items:
-        if (stop is not None and stop.is_set()) or fatal:
+        if (stop is not None and stop.is_set()) or state.fatal:
             break
         if options.skip_existing and item.output.exists():
-            report(Result(item.source, item.output, "skipped"))
+            state.report(Result(item.source, item.output, "skipped"))
             continue
-        start = time.perf_counter()
-        try:
-            images.check_writable(item.output, options.overwrite)
-            picture = images.load_image(item.source, options.max_pixels)
-            rgb = images.resize_long_side(picture.rgb, options.size)
-        except Exception as e:  # noqa: BLE001 - isolation by design, see run()
-            fail([item], e)
+        loaded = state.load(item)
+        if loaded is None:
             continue
-        for message in picture.notes:
-            on_event(Note(f"{item.source}: {message}"))
-        if pending and pending[0][2].shape != rgb.shape:
-            flush()
-        pending.append((item, picture, rgb, time.perf_counter() - start))
-        if len(pending) >= batch_size:
-            flush()
-    if not fatal:
-        flush()
-    return Outcome(results, fatal[0] if fatal else None, len(items) - len(results))
+        if state.pending and state.pending[0].rgb.shape != loaded.rgb.shape:
+            state.flush()
+        state.pending.append(loaded)
+        if len(state.pending) >= batch_size:
+            state.flush()
+    if not state.fatal:
+        state.flush()
+    return Outcome(state.results, state.fatal, len(items) - len(state.results))
 
 
 def summary(counts: Mapping[str, int], signal_name: str | None = None, outcome: Outcome | None = None) -> str:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from stransfer import color
 from stransfer.device import DEVICE_NAMES, PRECISIONS
 from stransfer.engines import ENGINES
 from stransfer.errors import UsageError
@@ -27,9 +26,6 @@ def choices(name: str, values: Any) -> type[enum.Enum]:
 Method = choices("Method", ENGINES)
 Device = choices("Device", DEVICE_NAMES)
 Precision = choices("Precision", PRECISIONS)
-Init = choices("Init", ("content", "noise", "style"))
-Optimizer = choices("Optimizer", ("lbfgs", "adam"))
-ColorMode = choices("ColorMode", color.MODES)
 
 DeviceOpt = Annotated[Device, typer.Option(help="Where to compute.", rich_help_panel="Runtime")]
 PrecisionOpt = Annotated[Precision, typer.Option(

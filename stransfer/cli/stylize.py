@@ -10,13 +10,26 @@ from typing import Annotated
 import typer
 
 from stransfer import api, batch, console, distributed, images, signals
-from stransfer.cli.options import (ColorMode, ConfigOpt, Device, DeviceOpt, Init, MaxPixelsOpt, Method, Optimizer,
-                                   OverwriteOpt, Precision, PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt,
-                                   VggWeightsOpt, given, numbers, scales)
+from stransfer.cli import engine_flags as flags
+from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
+                                   PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VggWeightsOpt, given, numbers,
+                                   scales)
 from stransfer.config import build
 from stransfer.device import make_runtime
 
-GATYS, STYLE, FAST = "Gatys", "Style", "Johnson / AdaIN"
+def _plan(content: list[str], recursive: bool, output: Path, name: str, label: str, method: str) -> list[batch.Item]:
+    sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
+    batch.check_folders_found(content, sources, recursive)
+    items = batch.plan(sources, output, name, label, method)
+    if len(items) < len(sources):
+        console.note(f"{len(sources) - len(items)} inputs left out: they are outputs of this run's other inputs")
+    return items
+
+
+def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
+    for item in items:
+        state = "skip (exists)" if skip_existing and item.output.exists() else "write"
+        console.stdout.print(f"{item.source} -> {item.output}: {state}")
 
 
 def stylize(
@@ -35,55 +48,17 @@ def stylize(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain).")] = 1,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
-    config: ConfigOpt = None,
-    overwrite: OverwriteOpt = False,
-    max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
-    content_weight: Annotated[float | None, typer.Option(help="Weight of the content loss.",
-                                                         rich_help_panel=GATYS)] = None,
-    style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.", rich_help_panel=GATYS)]
-    = None,
-    tv_weight: Annotated[float | None, typer.Option(help="Weight of total variation (smoothness).",
-                                                    rich_help_panel=GATYS)] = None,
-    content_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu3_3.",
-                                                       rich_help_panel=GATYS)] = None,
-    style_layers: Annotated[str | None, typer.Option(help="Comma-separated layers, e.g. relu1_2,relu2_2.",
-                                                     rich_help_panel=GATYS)] = None,
-    style_loss: Annotated[str | None, typer.Option(
-        help="Style loss: gram, meanstd, mmd-poly, histogram, mrf, or weighted, e.g. gram:1,histogram:1.",
-        rich_help_panel=GATYS)] = None,
-    init: Annotated[Init | None, typer.Option(help="Starting image.", rich_help_panel=GATYS)] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option(rich_help_panel=GATYS)] = None,
-    scales_: Annotated[str | None, typer.Option("--scales", help=(
-        "Coarse-to-fine scales: a count N (halving each time) or fractions of --size, e.g. 0.25,0.5,1."),
-        rich_help_panel=GATYS)] = None,
-    iterations: Annotated[str | None, typer.Option(
-        help="Function evaluations per scale, coarse to fine (e.g. 150,80,40), or one number for every scale.",
-        rich_help_panel=GATYS)] = None,
-    save_every: Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
-                                                   rich_help_panel=GATYS)] = None,
-    style_blend: StyleBlendOpt = None,
-    style_scale: Annotated[float, typer.Option(help="Style image size relative to the output.",
-                                               rich_help_panel=STYLE)] = 1.0,
-    mask: Annotated[Path | None, typer.Option(
-        help="Mask image: white = first style, black = second style (or the content, with one style).",
-        rich_help_panel=STYLE)] = None,
-    preserve_color: Annotated[ColorMode, typer.Option(
-        help="luminance: keep the content's colours; histogram: recolour the style to the content first.",
-        rich_help_panel=STYLE)] = ColorMode["none"],
-    model: Annotated[str | None, typer.Option(
-        help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel=FAST)] = None,
-    alpha: Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain).",
-                                                rich_help_panel=FAST)] = None,
-    tile: Annotated[str | None, typer.Option(
-        help="Huge images in tiles: auto (when memory requires), off, or a tile side in pixels.",
-        rich_help_panel=FAST)] = None,
-    tile_overlap: Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
-                                                     rich_help_panel=FAST)] = None,
-    device: DeviceOpt = Device["auto"],
-    precision: PrecisionOpt = Precision["auto"],
-    threads: ThreadsOpt = None,
-    seed: SeedOpt = None,
-    vgg_weights: VggWeightsOpt = None,
+    config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
+    content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None,
+    tv_weight: flags.TvWeight = None, content_layers: flags.ContentLayers = None,
+    style_layers: flags.StyleLayers = None, style_loss: flags.StyleLoss = None, init: flags.Start = None,
+    optimizer: flags.Optimizer = None, scales_: flags.Scales = None, iterations: flags.Iterations = None,
+    save_every: flags.SaveEvery = None, style_blend: StyleBlendOpt = None, style_scale: flags.StyleScale = 1.0,
+    mask: flags.Mask = None, preserve_color: flags.PreserveColor = flags.ColorMode["none"],
+    model: flags.Model = None, alpha: flags.Alpha = None, tile: flags.Tile = None,
+    tile_overlap: flags.TileOverlap = None,
+    device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
+    seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None,
 ) -> None:
     """Stylise content images: with style images (gatys, adain) or a trained model (johnson)."""
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
@@ -95,17 +70,11 @@ def stylize(
                            scales=scales(scales_), iterations=iterations, save_every=save_every, model=model,
                            alpha=alpha, tile=tile, tile_overlap=tile_overlap)
     cfg = api.engine_config(spec.name, config, **engine_options)
-    sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
-    batch.check_folders_found(content, sources, recursive)
     # Outputs are named before any model loads, so --dry-run is instant.
-    items = batch.plan(sources, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),
-                       spec.name)
-    if len(items) < len(sources):
-        console.note(f"{len(sources) - len(items)} inputs left out: they are outputs of this run's other inputs")
+    items = _plan(content, recursive, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),
+                  spec.name)
     if dry_run:
-        for item in items:
-            state = "skip (exists)" if skip_existing and item.output.exists() else "write"
-            console.stdout.print(f"{item.source} -> {item.output}: {state}")
+        _show_plan(items, skip_existing)
         raise typer.Exit(0)
 
     world = distributed.init()

@@ -132,6 +132,32 @@ def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
         raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
 
 
+def _restore(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path,
+             world: World) -> tuple[int, float]:
+    """Model, optimiser and random state from the run's checkpoint; (step, elapsed seconds) reached."""
+    state = world.broadcast(_load_checkpoint(checkpoint) if world.is_main else None)
+    if not isinstance(state, dict) or state.get("task") != name:
+        found = state.get("task") if isinstance(state, dict) else type(state).__name__
+        raise WeightsError(f"{checkpoint}: a checkpoint of '{found}', not of a {name} run")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        return int(state["step"]), float(state["elapsed"])
+    except (KeyError, RuntimeError, ValueError, EOFError) as e:
+        raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+
+
+def _preview(task: Task, model: nn.Module, run_dir: Path, step: int) -> None:
+    """A sheet of the model's outputs on held-out images, and the loss curves so far."""
+    model.eval()
+    with torch.no_grad():
+        sheet = task.preview()
+    model.train()
+    save_image(sheet, run_dir / f"preview_{step:06d}.png", overwrite=True)
+    _plot_losses(run_dir)
+
+
 def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Path | None,
           on_event: EventCallback = ignore, resume: bool = False, world: World = World(),
           lineage: Sequence[dict[str, Any]] = ()) -> TrainResult:
@@ -151,17 +177,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     checkpoint = run_dir / CHECKPOINT
     writer = world.is_main
     if resume:
-        state = world.broadcast(_load_checkpoint(checkpoint) if writer else None)
-        if not isinstance(state, dict) or state.get("task") != task.name:
-            found = state.get("task") if isinstance(state, dict) else type(state).__name__
-            raise WeightsError(f"{checkpoint}: a checkpoint of '{found}', not of a {task.name} run")
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            step, elapsed = int(state["step"]), float(state["elapsed"])
-            _set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, EOFError) as e:
-            raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+        step, elapsed = _restore(task.name, model, optimizer, checkpoint, world)
         on_event(Note(f"resuming {task.name} at step {step} of {cfg.steps}"))
         if writer:
             losses = _truncate_log(run_dir / LOG, step)
@@ -169,10 +185,8 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG).unlink(missing_ok=True)
 
-    runner: nn.Module = model
-    if world.size > 1:
-        runner = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
-                                         else None)
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    runner: nn.Module = DistributedDataParallel(model, device_ids=ids) if world.size > 1 else model
     window_start, window_steps = time.perf_counter(), 0
     with (run_dir / LOG).open("a") if writer else contextlib.nullcontext(None) as log:
         while step < cfg.steps:
@@ -199,19 +213,20 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
                     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                                 "elapsed": elapsed, "rng": _rng_state(), "task": task.name}, f)
             if writer and (step % cfg.preview_every == 0 or step == cfg.steps):
-                model.eval()
-                with torch.no_grad():
-                    sheet = task.preview()
-                model.train()
-                save_image(sheet, run_dir / f"preview_{step:06d}.png", overwrite=True)
-                _plot_losses(run_dir)
+                _preview(task, model, run_dir, step)
     model.eval()
-    stage = {"steps": step, "wall_time_s": round(elapsed, 1), "machine": _machine(),
-             "final_losses": {k: round(v, 5) for k, v in losses.items()}, "date": time.strftime("%Y-%m-%d"),
-             "train_config": config_as_dict(cfg)}
-    record = {**stage, "lineage": [*lineage, stage]}
     if writer:
-        (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        if out is not None:
-            task.save(out, sum(int(s.get("steps") or 0) for s in record["lineage"]), record)
+        _record(task, cfg, run_dir, out, TrainResult(step, elapsed, losses), lineage)
     return TrainResult(step, elapsed, losses)
+
+
+def _record(task: Task, cfg: TrainConfig, run_dir: Path, out: Path | None, result: TrainResult,
+            lineage: Sequence[dict[str, Any]]) -> None:
+    """The run's record (this stage appended to the lineage it started from), and the model file."""
+    stage = {"steps": result.steps, "wall_time_s": round(result.seconds, 1), "machine": _machine(),
+             "final_losses": {k: round(v, 5) for k, v in result.final_losses.items()},
+             "date": time.strftime("%Y-%m-%d"), "train_config": config_as_dict(cfg)}
+    record = {**stage, "lineage": [*lineage, stage]}
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    if out is not None:
+        task.save(out, sum(int(s.get("steps") or 0) for s in record["lineage"]), record)
