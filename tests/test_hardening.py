@@ -150,7 +150,7 @@ def test_checkpoint_of_another_task_is_refused(capsys, tmp_path, make_image, ran
     assert code == 1 and "not of a adain run" in one_error_line(err)
     (run / CHECKPOINT).write_bytes((run / CHECKPOINT).read_bytes()[:100])  # truncated
     code, _, err = cli(capsys, "train", "adain", "--resume", run, "--vgg-weights", random_weights_file)
-    assert code == 1 and "cannot resume" in one_error_line(err)
+    assert code == 1 and "not a readable checkpoint to resume from" in one_error_line(err)
 
 
 # ------------------------------------------------------------------------------------ interruption, disks

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from stransfer import weights
+from stransfer.weights.models import SHIPPED_MODELS
 from stransfer.train import lineage_of
 from stransfer.engines.adain import load_decoder
 from stransfer.engines.johnson import load_transformer
 
 from test_cli import cli
 
-SHIPPED = sorted(weights.SHIPPED_MODELS.glob("*.pth"))
+SHIPPED = sorted(SHIPPED_MODELS.glob("*.pth"))
 LIMITS_MB = {"johnson": 10, "adain": 20}
 
 

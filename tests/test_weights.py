@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from stransfer import weights
+from stransfer.weights import lpips
 from stransfer.backbone import VGGFeatures
 from stransfer.errors import WeightsError
 
@@ -36,9 +37,9 @@ def lpips_style_tree(seed: int = 0, fortran: bool = False) -> dict:
 
 def test_conversion_maps_flax_kernels_onto_torchvision_convs():
     tree = lpips_style_tree()
-    state = weights.convert_lpips_vgg16(weights.load_array_pickle(pickle.dumps(tree, protocol=3)))
+    state = lpips.convert_lpips_vgg16(lpips.load_array_pickle(pickle.dumps(tree, protocol=3)))
     assert sorted(state, key=lambda k: (int(k.split(".")[0]), k)) == [
-        f"{i}.{p}" for i in weights.LPIPS_VGG16_CONV_INDICES for p in ("bias", "weight")]
+        f"{i}.{p}" for i in lpips.LPIPS_VGG16_CONV_INDICES for p in ("bias", "weight")]
     k = tree["VGG16_0"]["Conv_1"]["kernel"]  # (3, 3, 64, 64)
     assert torch.equal(state["2.weight"][5, 7], torch.from_numpy(k[:, :, 7, 5]))
 
@@ -56,8 +57,8 @@ def test_conversion_maps_flax_kernels_onto_torchvision_convs():
 
 
 def test_fortran_ordered_and_protocol2_arrays_decode_the_same():
-    c_order = weights.load_array_pickle(pickle.dumps(lpips_style_tree(), protocol=3))
-    f_order = weights.load_array_pickle(pickle.dumps(lpips_style_tree(fortran=True), protocol=2))
+    c_order = lpips.load_array_pickle(pickle.dumps(lpips_style_tree(), protocol=3))
+    f_order = lpips.load_array_pickle(pickle.dumps(lpips_style_tree(fortran=True), protocol=2))
     a, b = c_order["VGG16_0"]["Conv_3"]["kernel"], f_order["VGG16_0"]["Conv_3"]["kernel"]
     assert torch.equal(a, b)
 
@@ -71,10 +72,10 @@ def test_restricted_unpickler_refuses_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     payload = pickle.dumps({"VGG16_0": RunsCode()}, protocol=2)
     with pytest.raises(WeightsError, match="refused to load global"):
-        weights.load_array_pickle(payload)
+        lpips.load_array_pickle(payload)
     assert not (tmp_path / "pwned-by-pickle").exists()
     with pytest.raises(WeightsError):
-        weights.load_array_pickle(pickle.dumps(eval, protocol=2))
+        lpips.load_array_pickle(pickle.dumps(eval, protocol=2))
 
 
 def test_weights_only_loader_refuses_a_pickle_that_runs_code(tmp_path):

@@ -25,10 +25,14 @@ from stransfer.events import EventCallback, Note, Step, ignore
 from stransfer.fileio import atomic_write
 from stransfer.gallery import loss_curves
 from stransfer.images import pil_to_tensor, save_image
+from stransfer.weights.models import MAX_MODEL_BYTES
+from stransfer.weights.safeload import load_untrusted
 
 CHECKPOINT = "checkpoint.pth"
 LOG = "log.jsonl"
 RUN_RECORD = "run.json"
+# A checkpoint holds the model, Adam's two moments of every weight and a few small states.
+MAX_CHECKPOINT_BYTES = 4 * MAX_MODEL_BYTES
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,7 @@ class TrainResult:
 def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
     if not checkpoint.exists():
         raise UsageError(f"{checkpoint.parent}: no {CHECKPOINT} to resume from")
-    try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file raises many types
-        raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+    return load_untrusted(checkpoint, MAX_CHECKPOINT_BYTES, WeightsError, "checkpoint to resume from")
 
 
 def _restore(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path,
