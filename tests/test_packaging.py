@@ -123,7 +123,10 @@ def test_a_wheel_installed_outside_the_clone_lists_and_runs_its_models(tmp_path,
          cwd=elsewhere, STRANSFER_VGG_WEIGHTS=str(real_vgg16))
     _run([stransfer, "stylize", "photo.png", "-m", "johnson", "--model", "starry_night", "-o", "starry.png",
           *common], cwd=elsewhere)
-    for name in ("out.png", "starry.png"):
+    # The README's Python example, as a user would type it.
+    _run([python, "-c", "import stransfer; stransfer.stylize('photo.png', style='art.png', method='adain', "
+                        "size=64, device='cpu').save('api.png')"], cwd=elsewhere, STRANSFER_VGG_WEIGHTS=str(real_vgg16))
+    for name in ("out.png", "starry.png", "api.png"):
         with Image.open(elsewhere / name) as image:
             assert image.size == (64, 48) and image.mode == "RGB", name
 
