@@ -18,8 +18,7 @@ from PIL import Image
 from stransfer import batch, images, weights
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 
-from conftest import gradient_image
-from test_cli import cli, one_error_line, tiny_run  # noqa: F401 - a fixture
+from conftest import cli, gradient_image, one_error_line
 
 
 @pytest.fixture
@@ -172,7 +171,7 @@ def three_photos(tmp_path):
     return src
 
 
-def test_any_error_of_one_file_is_that_files_failure(capsys, tmp_path, three_photos, tiny_run):  # noqa: F811
+def test_any_error_of_one_file_is_that_files_failure(capsys, tmp_path, three_photos, tiny_run):
     # At 32 px the banner is 2 px high: VGG's pooling leaves nothing and torch raises a RuntimeError.
     out = tmp_path / "out"
     code, stdout, err = cli(capsys, "stylize", three_photos, "-o", out, "--json", *tiny_run)

@@ -5,22 +5,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stransfer import weights
-from stransfer.cli import app, main
+from stransfer.cli import app
 
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as done:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and lines[0].startswith("error:")
-    return lines[0]
+from conftest import cli, one_error_line
 
 
 @pytest.mark.parametrize("command", [[], ["stylize"], ["weights"], ["weights", "fetch"], ["weights", "list"]])
@@ -32,14 +19,6 @@ def test_every_command_has_help(command):
 
 def test_stylize_help_documents_exit_codes():
     assert "Exit codes: 0" in CliRunner().invoke(app, ["stylize", "--help"]).output
-
-
-@pytest.fixture
-def tiny_run(make_image, random_weights_file):
-    """Arguments for a 32 px, 3-iteration Gatys run on a random-weight backbone."""
-    style = make_image("style.png", 40, 40, seed=7)
-    return ["-s", style, "--size", "32", "--iterations", "3", "--vgg-weights", random_weights_file,
-            "--device", "cpu"]
 
 
 def test_stylize_writes_one_output(capsys, make_image, tiny_run, tmp_path):

@@ -5,7 +5,7 @@ from PIL import Image
 
 from stransfer import gallery
 
-from test_cli import cli, one_error_line
+from conftest import cli, one_error_line
 
 
 def test_sheet_lays_out_rows_columns_and_cells():

@@ -18,8 +18,7 @@ from stransfer.engines import ENGINES
 from stransfer.errors import StransferError, WeightsError
 from stransfer.fileio import atomic_write
 
-from conftest import gradient_image
-from test_cli import cli, one_error_line
+from conftest import cli, gradient_image, one_error_line
 
 # ------------------------------------------------------------------------------------------------ inputs
 

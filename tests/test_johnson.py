@@ -84,7 +84,7 @@ def test_model_names_resolve_in_the_model_folders(isolated_home):
 
 
 def test_torchscript_export_matches_pytorch(tmp_path, capsys):
-    from test_cli import cli
+    from conftest import cli
 
     path = tmp_path / "tiny.pth"
     save_tiny_model(path, JohnsonArch(width=8, residual_blocks=2))
@@ -105,7 +105,7 @@ def test_torchscript_export_matches_pytorch(tmp_path, capsys):
 def test_onnx_export_needs_onnx_or_matches(tmp_path, capsys):
     import importlib.util
 
-    from test_cli import cli
+    from conftest import cli
 
     path = tmp_path / "tiny.pth"
     save_tiny_model(path)

@@ -17,8 +17,7 @@ from stransfer.engines.johnson import load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
 
-from conftest import gradient_image
-from test_cli import cli, one_error_line
+from conftest import cli, gradient_image, one_error_line
 
 
 @pytest.fixture
