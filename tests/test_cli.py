@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -10,11 +11,40 @@ from stransfer.cli import app
 from conftest import cli, one_error_line
 
 
-@pytest.mark.parametrize("command", [[], ["stylize"], ["weights"], ["weights", "fetch"], ["weights", "list"]])
-def test_every_command_has_help(command):
-    result = CliRunner().invoke(app, [*command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage" in result.output
+def command_paths(command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand under `command`, as the words that call it; () is stransfer itself."""
+    found = [path]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):  # groups have .commands
+        found += command_paths(sub, (*path, name))
+    return found
+
+
+COMMAND = typer.main.get_command(app)
+COMMAND_PATHS = command_paths(COMMAND)
+
+
+def test_the_command_paths_come_from_the_app():
+    """Guards the help test below: were the walk to find nothing, it would test nothing."""
+    assert {(), ("stylize",), ("train",), ("train", "johnson"), ("weights", "fetch")} <= set(COMMAND_PATHS)
+
+
+def resolve(path: tuple[str, ...]):
+    command = COMMAND
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(path) or "stransfer")
+def test_every_command_has_help(capsys, path):
+    code, out, err = cli(capsys, *path, "--help")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert " ".join(["Usage: stransfer", *path]) + " [OPTIONS]" in flat
+    command = resolve(path)
+    assert command.help and " ".join(command.help.split()[:6]) in flat  # its description, not only a usage line
+    for name in getattr(command, "commands", {}):  # a group lists its subcommands
+        assert name in flat
 
 
 def test_stylize_help_documents_exit_codes():
