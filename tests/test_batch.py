@@ -100,6 +100,7 @@ def test_dry_run_lists_the_plan_and_writes_nothing(capsys, tmp_path, photo_tree,
     assert stdout.count("-> ") == 2 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_skip_existing_finishes(tmp_path, johnson_model, isolated_home):
     """30 files, 3 broken: SIGTERM halfway stops after the current file; a rerun completes the job."""
     src = tmp_path / "many"
@@ -144,6 +145,7 @@ def test_empty_glob_and_bad_template_are_usage_errors(capsys, tmp_path, johnson_
     assert code == 2 and "unknown field" in one_error_line(err)
 
 
+@pytest.mark.slow
 def test_torchrun_shards_files_so_each_output_is_written_once(tmp_path, johnson_model, isolated_home):
     src = tmp_path / "twenty"
     src.mkdir()
