@@ -184,11 +184,13 @@ def test_missing_or_broken_style_is_a_usage_error(capsys, make_image, random_wei
 
 
 def test_weights_fetch_reports_every_source_when_none_works(capsys, monkeypatch):
-    dead = [weights.TorchvisionSource("http://127.0.0.1:9/vgg16-1234.pth", "1234")]
+    dead = [weights.TorchvisionSource("http://127.0.0.1:9/vgg16-1234.pth", "1234"),
+            weights.TorchvisionSource("http://127.0.0.2:9/vgg16-5678.pth", "5678")]
     monkeypatch.setitem(weights.SOURCES, "vgg16", dead)
     code, _, err = cli(capsys, "weights", "fetch")
     assert code == 1
-    assert "torchvision (127.0.0.1:9)" in err.strip().splitlines()[-1]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error:") and "torchvision (127.0.0.1:9)" in last and "torchvision (127.0.0.2:9)" in last
 
 
 def test_weights_list_shows_the_cache(capsys, isolated_home):
