@@ -6,15 +6,12 @@ import contextlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from stransfer.config import check
 from stransfer.errors import UsageError
 
-DeviceName = Literal["auto", "cpu", "cuda", "mps"]
-Precision = Literal["auto", "fp32", "bf16"]
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 MAX_THREADS = 1024  # far past any machine's cores; torch itself overflows near 2**31

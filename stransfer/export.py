@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stransfer.errors import OutputError, UsageError
 from stransfer.fileio import atomic_write
 
 FORMATS = ("torchscript", "onnx")
+ONNX_PACKAGES = ("onnx", "onnxscript")  # the `onnx` extra: torch's ONNX exporter needs both
 
 
 def plain_copy(net: TransformerNet) -> nn.Module:
@@ -40,11 +42,23 @@ def export(net: TransformerNet, path: Path, fmt: str, overwrite: bool = False) -
             warnings.simplefilter("ignore", FutureWarning)  # recent torch calls TorchScript deprecated; it runs
             torch.jit.save(torch.jit.script(model), f)
         return path
-    if importlib.util.find_spec("onnx") is None:
-        raise UsageError("--format onnx needs the onnx package: pip install onnx")
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"--format onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}: "
+                         "pip install 'stransfer[onnx]'")
+    import onnx
+
     example = torch.rand(1, 3, 256, 256)
-    with atomic_write(path) as f:
-        torch.onnx.export(model, (example,), f, input_names=["image"], output_names=["stylized"],
+    with tempfile.TemporaryDirectory() as staging, warnings.catch_warnings():
+        # torch's dynamo exporter converts dynamic_axes itself and warns that it might not; it does here.
+        warnings.filterwarnings("ignore", message=".*dynamic_axes.*")
+        staged = Path(staging) / "model.onnx"
+        # A path, not a file object: the dynamo exporter (torch's default since 2.9) takes only paths, and
+        # writes the weights beside the graph; onnx.load joins them into the one file we ship.
+        torch.onnx.export(model, (example,), staged, input_names=["image"], output_names=["stylized"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "stylized": {0: "batch", 2: "height", 3: "width"}})
+                                        "stylized": {0: "batch", 2: "height", 3: "width"}}, verbose=False)
+        data = onnx.load(staged).SerializeToString()
+    with atomic_write(path) as f:
+        f.write(data)
     return path

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny images made on the fly, a random-weight VGG16, and an isolated weights cache."""
+"""Shared fixtures: tiny images made on the fly, a random-weight VGG16, an isolated weights cache, and the
+helpers that run the command line in-process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ from stransfer.backbone import VGGFeatures
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
+    from stransfer.cli import main  # here, so the modules' own tests collect even when the CLI cannot import
+
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The one `error:` line a failed command must print, and nothing else (no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and lines[0].startswith("error:")
+    return lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +80,14 @@ def random_weights_file(tmp_path_factory: pytest.TempPathFactory, random_vgg16: 
     path = tmp_path_factory.mktemp("weights") / "vgg16-random.pth"
     torch.save({k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}, path)
     return path
+
+
+@pytest.fixture
+def tiny_run(make_image, random_weights_file) -> list:
+    """Arguments for a 32 px, 3-iteration Gatys run on a random-weight backbone."""
+    style = make_image("style.png", 40, 40, seed=7)
+    return ["-s", style, "--size", "32", "--iterations", "3", "--vgg-weights", random_weights_file,
+            "--device", "cpu"]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from stransfer.engines.adain import (SKIP_LAYERS, AdaIN, AdainConfig, Decoder, a
                                      encoder_from, skip_weight)
 from stransfer.errors import WeightsError
 
-from test_cli import cli, one_error_line
+from conftest import cli, one_error_line
 
 
 def test_adain_moves_channel_statistics_to_the_style():

@@ -1,45 +1,54 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from stransfer import weights
-from stransfer.cli import app, main
+from stransfer.cli import app
+
+from conftest import cli, one_error_line
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as done:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
+def command_paths(command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand under `command`, as the words that call it; () is stransfer itself."""
+    found = [path]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):  # groups have .commands
+        found += command_paths(sub, (*path, name))
+    return found
 
 
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and lines[0].startswith("error:")
-    return lines[0]
+COMMAND = typer.main.get_command(app)
+COMMAND_PATHS = command_paths(COMMAND)
 
 
-@pytest.mark.parametrize("command", [[], ["stylize"], ["weights"], ["weights", "fetch"], ["weights", "list"]])
-def test_every_command_has_help(command):
-    result = CliRunner().invoke(app, [*command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage" in result.output
+def test_the_command_paths_come_from_the_app():
+    """Guards the help test below: were the walk to find nothing, it would test nothing."""
+    assert {(), ("stylize",), ("train",), ("train", "johnson"), ("weights", "fetch")} <= set(COMMAND_PATHS)
+
+
+def resolve(path: tuple[str, ...]):
+    command = COMMAND
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(path) or "stransfer")
+def test_every_command_has_help(capsys, path):
+    code, out, err = cli(capsys, *path, "--help")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert " ".join(["Usage: stransfer", *path]) + " [OPTIONS]" in flat
+    command = resolve(path)
+    assert command.help and " ".join(command.help.split()[:6]) in flat  # its description, not only a usage line
+    for name in getattr(command, "commands", {}):  # a group lists its subcommands
+        assert name in flat
 
 
 def test_stylize_help_documents_exit_codes():
     assert "Exit codes: 0" in CliRunner().invoke(app, ["stylize", "--help"]).output
-
-
-@pytest.fixture
-def tiny_run(make_image, random_weights_file):
-    """Arguments for a 32 px, 3-iteration Gatys run on a random-weight backbone."""
-    style = make_image("style.png", 40, 40, seed=7)
-    return ["-s", style, "--size", "32", "--iterations", "3", "--vgg-weights", random_weights_file,
-            "--device", "cpu"]
 
 
 def test_stylize_writes_one_output(capsys, make_image, tiny_run, tmp_path):
@@ -175,11 +184,13 @@ def test_missing_or_broken_style_is_a_usage_error(capsys, make_image, random_wei
 
 
 def test_weights_fetch_reports_every_source_when_none_works(capsys, monkeypatch):
-    dead = [weights.TorchvisionSource("http://127.0.0.1:9/vgg16-1234.pth", "1234")]
+    dead = [weights.TorchvisionSource("http://127.0.0.1:9/vgg16-1234.pth", "1234"),
+            weights.TorchvisionSource("http://127.0.0.2:9/vgg16-5678.pth", "5678")]
     monkeypatch.setitem(weights.SOURCES, "vgg16", dead)
     code, _, err = cli(capsys, "weights", "fetch")
     assert code == 1
-    assert "torchvision (127.0.0.1:9)" in err.strip().splitlines()[-1]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error:") and "torchvision (127.0.0.1:9)" in last and "torchvision (127.0.0.2:9)" in last
 
 
 def test_weights_list_shows_the_cache(capsys, isolated_home):

@@ -21,8 +21,12 @@ def test_bf16_autocasts_convolutions_on_cpu():
         assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
 
 
-def test_auto_picks_an_available_device():
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [(True, True, "cuda"), (True, False, "cuda"),
+                                                       (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -32,10 +36,12 @@ def test_unavailable_cuda_is_a_usage_error():
 
 
 def test_bad_values_are_usage_errors():
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--precision must be one of auto, fp32, bf16"):
         make_runtime("cpu", "fp8")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--threads: 'threads' must be >= 1"):
         make_runtime("cpu", threads=0)
+    with pytest.raises(UsageError, match="--device must be one of"):
+        make_runtime("tpu")
 
 
 def test_seed_makes_generators_repeat():

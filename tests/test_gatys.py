@@ -12,8 +12,7 @@ from stransfer.engines.gatys import Gatys, GatysConfig
 from stransfer.errors import ConfigError
 from stransfer.events import Snapshot, Step
 
-from conftest import gradient_image
-from test_cli import cli, one_error_line
+from conftest import cli, gradient_image, one_error_line
 
 
 def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:

@@ -66,10 +66,14 @@ def test_alpha_is_set_aside_and_put_back_where_the_format_allows(tmp_path):
 
 def test_palette_with_transparency_keeps_its_alpha(tmp_path):
     im = gradient_image(16, 16).convert("P")
-    im.info["transparency"] = 0
+    clear = np.asarray(im) == 0  # the pixels drawn with palette entry 0, made transparent below
+    assert 0 < clear.sum() < clear.size
     path = tmp_path / "pal.png"
     im.save(path, transparency=0)
-    assert images.load_image(path).alpha is not None
+    alpha = images.load_image(path).alpha
+    assert alpha is not None and alpha.shape == (1, 1, 16, 16)
+    expected = torch.from_numpy(np.where(clear, 0.0, 1.0).astype(np.float32))
+    assert torch.equal(alpha[0, 0], expected)
 
 
 def test_animated_gif_uses_first_frame_and_says_so(tmp_path):
@@ -145,7 +149,7 @@ def test_unknown_extension_is_a_usage_error(tmp_path):
 
 def test_missing_output_folder_is_created(tmp_path):
     path = images.save_image(torch.rand(1, 3, 4, 4), tmp_path / "a" / "b" / "x.png")
-    assert path.exists()
+    assert path == tmp_path / "a" / "b" / "x.png" and Image.open(path).size == (4, 4)
 
 
 def test_read_only_folder_gives_a_clear_error_and_no_file(read_only_dir):

@@ -83,7 +83,7 @@ def test_model_names_resolve_in_the_model_folders(isolated_home):
 
 
 def test_torchscript_export_matches_pytorch(tmp_path, capsys):
-    from test_cli import cli
+    from conftest import cli
 
     path = tmp_path / "tiny.pth"
     save_tiny_model(path, JohnsonArch(width=8, residual_blocks=2))
@@ -102,14 +102,25 @@ def test_torchscript_export_matches_pytorch(tmp_path, capsys):
 
 
 def test_onnx_export_needs_onnx_or_matches(tmp_path, capsys):
+    """Without the onnx extra: a usage error naming it. With it: a graph that computes what the network does,
+    at other sizes and batches than the example it was traced with (run by onnx's reference evaluator)."""
     import importlib.util
 
-    from test_cli import cli
+    from conftest import cli
 
     path = tmp_path / "tiny.pth"
     save_tiny_model(path)
-    code, _, err = cli(capsys, "export", path, "--format", "onnx", "-o", tmp_path / "tiny.onnx")
-    if importlib.util.find_spec("onnx") is None:
-        assert code == 2 and "pip install onnx" in err
-    else:
-        assert code == 0 and (tmp_path / "tiny.onnx").stat().st_size > 0
+    net, _ = load_transformer(path)
+    code, stdout, err = cli(capsys, "export", path, "--format", "onnx", "-o", tmp_path / "tiny.onnx")
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
+        assert code == 2 and "pip install 'stransfer[onnx]'" in err
+        assert not (tmp_path / "tiny.onnx").exists()
+        return
+    from onnx.reference import ReferenceEvaluator
+
+    assert code == 0, err
+    assert stdout.strip() == str(tmp_path / "tiny.onnx") and err == ""
+    x = torch.rand(2, 3, 40, 56)
+    [got] = ReferenceEvaluator(str(tmp_path / "tiny.onnx")).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), net(x), atol=1e-4, rtol=0)

@@ -11,7 +11,7 @@ from stransfer.train import lineage_of
 from stransfer.engines.adain import load_decoder
 from stransfer.engines.johnson import load_transformer
 
-from test_cli import cli
+from conftest import cli
 
 SHIPPED = sorted(SHIPPED_MODELS.glob("*.pth"))
 LIMITS_MB = {"johnson": 10, "adain": 20}

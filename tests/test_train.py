@@ -17,8 +17,7 @@ from stransfer.engines.johnson import load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
 
-from conftest import gradient_image
-from test_cli import cli, one_error_line
+from conftest import cli, gradient_image, one_error_line
 
 
 @pytest.fixture
@@ -63,6 +62,7 @@ def test_johnson_training_writes_run_folder_and_model(capsys, tmp_path, tiny_joh
     assert code == 2 and "already holds a training run" in one_error_line(err)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_args):
     """Kill -9 mid-run; the resumed run's losses equal those of an uninterrupted run, step for step."""
     args = [sys.executable, "-m", "stransfer", "train", "johnson", *map(str, tiny_johnson_args), "--steps", "24"]
@@ -142,6 +142,7 @@ def test_held_out_split_is_stable_and_disjoint():
     assert all(is_held_out(p) for p in held)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_writes_the_same_kind_of_checkpoint(tmp_path, tiny_johnson_args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, double = tmp_path / "single", tmp_path / "double"
