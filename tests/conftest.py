@@ -3,6 +3,7 @@ helpers that run the command line in-process."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from stransfer import weights
 from stransfer.backbone import VGGFeatures
+from stransfer.engines.johnson import JohnsonArch, TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -79,6 +82,18 @@ def random_weights_file(tmp_path_factory: pytest.TempPathFactory, random_vgg16: 
     """A features-only VGG16 state dict with random weights, in the cache's own format."""
     path = tmp_path_factory.mktemp("weights") / "vgg16-random.pth"
     torch.save({k.removeprefix("layers."): v for k, v in random_vgg16.state_dict().items()}, path)
+    return path
+
+
+@pytest.fixture
+def tiny_johnson(isolated_home: Path) -> Path:
+    """A tiny random Johnson network installed as NAME 'tiny' in $STRANSFER_HOME/models."""
+    arch = JohnsonArch(width=4, residual_blocks=1)
+    torch.manual_seed(0)
+    path = isolated_home / "models" / "tiny.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights.save_model(path, "johnson", TransformerNet(arch).state_dict(), arch=dataclasses.asdict(arch),
+                       style="tiny", style_image="tiny.jpg", backbone="vgg16", train_config={}, steps=1, record={})
     return path
 
 

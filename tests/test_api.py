@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -12,24 +11,10 @@ from PIL import Image
 import stransfer
 from stransfer import weights
 from stransfer.engines.adain import Decoder, encoder_from
-from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.errors import ConfigError, InputError, UsageError
-from tests.conftest import gradient_image
-from tests.test_cli import cli
+from conftest import cli, gradient_image
 
 GATYS_FAST = {"scales": "1", "iterations": "3", "device": "cpu"}
-
-
-@pytest.fixture
-def tiny_johnson(isolated_home):
-    """A tiny random Johnson network installed as NAME 'tiny'."""
-    arch = JohnsonArch(width=4, residual_blocks=1)
-    torch.manual_seed(0)
-    path = isolated_home / "models" / "tiny.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weights.save_model(path, "johnson", TransformerNet(arch).state_dict(), arch=dataclasses.asdict(arch),
-                       style="tiny", style_image="tiny.jpg", backbone="vgg16", train_config={}, steps=1, record={})
-    return path
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import errno
 import io
 import json
@@ -12,11 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
-from stransfer import api, batch, images, weights
-from stransfer.engines.johnson import JohnsonArch, TransformerNet
+from stransfer import api, batch, images
 from stransfer.errors import UsageError
 
 from conftest import cli, gradient_image, one_error_line
@@ -34,14 +31,8 @@ def photo_tree(tmp_path):
 
 
 @pytest.fixture
-def johnson_model(isolated_home):
-    """A tiny random Johnson model installed as NAME 'tiny' in $STRANSFER_HOME/models."""
-    arch = JohnsonArch(width=4, residual_blocks=1)
-    torch.manual_seed(0)
-    path = isolated_home / "models" / "tiny.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weights.save_model(path, "johnson", TransformerNet(arch).state_dict(), arch=dataclasses.asdict(arch),
-                       style="tiny", style_image="tiny.jpg", backbone="vgg16", train_config={}, steps=1, record={})
+def johnson_model(tiny_johnson):
+    """Flags that stylise with the tiny random Johnson model."""
     return ["-m", "johnson", "--model", "tiny", "--size", "32", "--device", "cpu"]
 
 

@@ -102,7 +102,7 @@ def gallery_sheet(
 def export(
     model: Annotated[str, typer.Argument(help="A Johnson model: NAME from `stransfer models` or a .pth path.",
                                          show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="torchscript, or onnx (needs the onnx package).")]
+    fmt: Annotated[str, typer.Option("--format", help="torchscript, or onnx (pip install 'stransfer[onnx]').")]
     = "torchscript",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default NAME.pt/.onnx).")]
     = None,
