@@ -20,8 +20,9 @@ from stransfer.engines.onepass import ENCODER_LAYER, OnePass
 from stransfer.errors import ConfigError, UsageError
 
 # Memory for one chunk of correlation scores (style patches x content positions, fp32). The paper's single
-# convolution over all style patches needs 4.3 GB for a 1024 px image against a 1024 px style; in chunks
-# with a running maximum the swap needs this much whatever the sizes.
+# convolution over all style patches holds 1.1 GB of scores for a 1024 px square against a 1024 px style and
+# 17 GB at 2048 px (and its one-hot map as much again); in chunks with a running maximum the swap holds this
+# much whatever the sizes.
 SCORE_BYTES = 64 << 20
 
 
