@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py johnson --model starry_night [--photos DIR | --held-out-photos 8] [--size 512]
     python benchmarks/quality.py adain --model adain_vgg16 --styles DIR [--alpha 1.0]
+    python benchmarks/quality.py swap --model adain_vgg16 --styles DIR [--patch-size 3] [--stride 1]
 
 For each content photo (default: the photos of ../shared/data/samples where present, else examples/;
 --held-out-photos N: N of the training folder's held-out photos, which no model trains on) prints the style
@@ -48,7 +49,7 @@ def held_out_photos(count: int) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=["johnson", "adain"])
+    parser.add_argument("method", choices=["johnson", "adain", "swap"])
     parser.add_argument("--model", required=True)
     parser.add_argument("--style", type=Path, help="johnson: the style image (default examples/<style>.jpg)")
     parser.add_argument("--styles", type=Path, help="adain: a folder of style images never trained on")
@@ -59,8 +60,11 @@ def main() -> None:
                         help="N held-out photos of ../shared/data/content instead of the samples")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--patch-size", type=int, default=3, help="swap: patch side in relu4_1 cells")
+    parser.add_argument("--stride", type=int, default=1, help="swap: step between patches")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="also write each output there, to look at")
     parser.add_argument("--pairs", type=int, default=8, help="adain: number of (photo, style) pairs")
     args = parser.parse_args()
 
@@ -80,15 +84,18 @@ def main() -> None:
         pairs = [(p, style_path) for p in photos]
     else:
         if args.styles is None:
-            parser.error("adain needs --styles DIR (artworks it never trained on)")
+            parser.error(f"{args.method} needs --styles DIR (artworks it never trained on)")
         styles = sorted(args.styles.glob("*.jpg"))
         if args.held_out:
             styles = [p for p in styles if is_held_out(p)]
         pairs = [(photos[i % len(photos)], styles[i % len(styles)]) for i in range(args.pairs)]
-    options = {"alpha": args.alpha} if args.method == "adain" else {}
+    options = ({"alpha": args.alpha} if args.method == "adain" else
+               {"alpha": args.alpha, "patch_size": args.patch_size, "stride": args.stride} if args.method == "swap"
+               else {})
     engine = spec.build(spec.config_type(model=args.model, **options), runtime, EngineInputs())
 
-    print(f"# quality: {args.method} {args.model}, {args.size} px, {runtime.device}, {runtime.precision}")
+    swap = f", patch {args.patch_size}, stride {args.stride}" if args.method == "swap" else ""
+    print(f"# quality: {args.method} {args.model}{swap}, {args.size} px, {runtime.device}, {runtime.precision}")
     print("| content | style | style distance | content's own | ratio | content distance | colour ratio | "
           "vs colour | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -100,6 +107,8 @@ def main() -> None:
         start = time.perf_counter()
         out = engine.stylize(content, engine.prepare([style] if spec.needs_style else []))
         seconds = time.perf_counter() - start
+        if args.save:
+            images.save_image(out, args.save / f"{photo.stem}_{style_path.stem}_{args.method}.png", overwrite=True)
         s = metrics.score(metric_net, out, content_full, style)
         baseline = metrics.score(metric_net, color.match_color(content, style), content_full, style)
         versus = s.style_ratio / baseline.style_ratio

@@ -87,7 +87,7 @@ def output_label(method: str, style_names: Sequence[str], config: Any) -> str:
 class Stylizer:
     """One engine, its model loaded and its style images prepared once, to stylise any number of images.
 
-    `method`: gatys, johnson or adain. `style`: one ImageLike or several (johnson takes none: its model holds
+    `method`: gatys, johnson, adain or swap. `style`: one ImageLike or several (johnson takes none: its model holds
     the style). `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
     over those of the TOML file `config`. `runtime` replaces device/precision/threads/seed where the caller has
     already made one (e.g. one GPU per torchrun rank)."""

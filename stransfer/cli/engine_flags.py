@@ -11,7 +11,7 @@ import typer
 from stransfer import color
 from stransfer.cli.options import choices
 
-GATYS, STYLE, FAST = "Gatys", "Style", "Johnson / AdaIN"
+GATYS, STYLE, FAST, SWAP = "Gatys", "Style", "Johnson / AdaIN / swap", "Style-swap"
 ColorMode = choices("ColorMode", color.MODES)
 StartChoice = choices("Init", ("content", "noise", "style"))
 OptimizerChoice = choices("Optimizer", ("lbfgs", "adam"))
@@ -46,9 +46,13 @@ PreserveColor = Annotated[ColorMode, typer.Option(
     rich_help_panel=STYLE)]
 Model = Annotated[str | None, typer.Option(
     help="Trained model: a NAME from `stransfer models` or a .pth path.", rich_help_panel=FAST)]
-Alpha = Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain).",
+Alpha = Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain, swap).",
                                              rich_help_panel=FAST)]
 Tile = Annotated[str | None, typer.Option(
     help="Huge images in tiles: auto (when memory requires), off, or a tile side in pixels.", rich_help_panel=FAST)]
 TileOverlap = Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
                                                  rich_help_panel=FAST)]
+PatchSize = Annotated[int | None, typer.Option(help="Patch side in relu4_1 cells, 8 px each (swap).",
+                                               rich_help_panel=SWAP)]
+Stride = Annotated[int | None, typer.Option(help="Step between patches, at most the patch side (swap).",
+                                            rich_help_panel=SWAP)]

@@ -46,7 +46,7 @@ def stylize(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None,
@@ -56,11 +56,11 @@ def stylize(
     save_every: flags.SaveEvery = None, style_blend: StyleBlendOpt = None, style_scale: flags.StyleScale = 1.0,
     mask: flags.Mask = None, preserve_color: flags.PreserveColor = flags.ColorMode["none"],
     model: flags.Model = None, alpha: flags.Alpha = None, tile: flags.Tile = None,
-    tile_overlap: flags.TileOverlap = None,
+    tile_overlap: flags.TileOverlap = None, patch_size: flags.PatchSize = None, stride: flags.Stride = None,
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Stylise content images: with style images (gatys, adain) or a trained model (johnson)."""
+    """Stylise content images: with style images (gatys, adain, swap) or a trained model (johnson)."""
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
                                                    max_pixels=max_pixels, batch_size=batch_size))
     spec = api.engine_spec(method.value)
@@ -68,7 +68,8 @@ def stylize(
                            style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
                            style_layers=style_layers, style_loss=style_loss, init=init, optimizer=optimizer,
                            scales=scales(scales_), iterations=iterations, save_every=save_every, model=model,
-                           alpha=alpha, tile=tile, tile_overlap=tile_overlap)
+                           alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
+                           stride=stride)
     cfg = api.engine_config(spec.name, config, **engine_options)
     # Outputs are named before any model loads, so --dry-run is instant.
     items = _plan(content, recursive, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),

@@ -86,9 +86,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.T
 
 
 def _registry() -> dict[str, EngineSpec]:
-    from stransfer.engines import adain, gatys, johnson
+    from stransfer.engines import adain, gatys, johnson, swap
 
-    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC]
+    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC]
     return {spec.name: spec for spec in specs}
 
 

@@ -1,0 +1,190 @@
+"""Chen & Schmidt (2016), "Fast Patch-based Style Transfer of Arbitrary Style": every patch of the content's
+relu4_1 features is replaced by the style patch with the highest normalised cross-correlation, and the AdaIN
+decoder renders the swapped features (it was trained on AdaIN's, not on these: see weights/README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from stransfer import tiling
+from stransfer.config import param
+from stransfer.device import Runtime
+from stransfer.engines import EngineInputs, EngineSpec, Styles
+from stransfer.engines.adain import load_networks
+from stransfer.engines.onepass import ENCODER_LAYER, OnePass
+from stransfer.errors import ConfigError, UsageError
+
+# Memory for one chunk of correlation scores (style patches x content positions, fp32). The paper's single
+# convolution over all style patches holds 1.1 GB of scores for a 1024 px square against a 1024 px style and
+# 17 GB at 2048 px (and its one-hot map as much again); in chunks with a running maximum the swap holds this
+# much whatever the sizes.
+SCORE_BYTES = 64 << 20
+
+
+def _grid(length: int, patch_size: int, stride: int) -> int:
+    """Patches along one side of a map of `length` cells."""
+    return (length - patch_size) // stride + 1
+
+
+def _pad_to_grid(features: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
+    """Pad bottom/right (replicating the edge) so the patch grid covers every cell; the caller crops back."""
+    h, w = features.shape[-2:]
+    th = patch_size + -(-max(0, h - patch_size) // stride) * stride
+    tw = patch_size + -(-max(0, w - patch_size) // stride) * stride
+    return features if (th, tw) == (h, w) else F.pad(features, (0, tw - w, 0, th - h), mode="replicate")
+
+
+def patch_chunks(maps: Sequence[torch.Tensor], patch_size: int, stride: int, chunk: int) -> Iterator[torch.Tensor]:
+    """The patches (n, C, k, k) of each (1, C, H, W) map, row-major, map after map, in bands of whole patch
+    rows holding about `chunk` patches (at least one row)."""
+    k, s = patch_size, stride
+    for m in maps:
+        rows, cols = _grid(m.shape[2], k, s), _grid(m.shape[3], k, s)
+        band = max(1, chunk // cols)
+        for r0 in range(0, rows, band):
+            r1 = min(rows, r0 + band)
+            piece = m[:, :, r0 * s: (r1 - 1) * s + k, :].unfold(2, k, s).unfold(3, k, s)
+            yield piece.permute(0, 2, 3, 1, 4, 5).reshape(-1, m.shape[1], k, k)
+
+
+def best_matches(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int, stride: int,
+                 chunk: int) -> torch.Tensor:
+    """For each patch position of `content` (1, C, H, W), the index of the style patch of highest normalised
+    cross-correlation; the correlation runs over `chunk` style patches at a time, keeping a running maximum
+    (the first of equal maxima wins, as argmax over all of them at once would choose)."""
+    best = best_index = None
+    offset = 0
+    for patches in patch_chunks(maps, patch_size, stride, chunk):
+        norms = patches.flatten(1).norm(dim=1).clamp_min(1e-8)
+        scores = F.conv2d(content, patches / norms.view(-1, 1, 1, 1), stride=stride)[0]
+        value, index = scores.max(dim=0)
+        if best is None:
+            best, best_index = value, index
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            best_index = torch.where(better, index + offset, best_index)
+        offset += patches.shape[0]
+    return best_index
+
+
+def _patch_corners(maps: Sequence[torch.Tensor], patch_size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per patch, in patch_chunks' order: the row, in the maps' cells stacked one after another, of its
+    top-left cell, and the width of its map (one cell down is that many rows on)."""
+    corners, widths, start = [], [], 0
+    for m in maps:
+        h, w = m.shape[2:]
+        ys = torch.arange(_grid(h, patch_size, stride)) * stride
+        xs = torch.arange(_grid(w, patch_size, stride)) * stride
+        corners.append((start + ys[:, None] * w + xs[None, :]).flatten())
+        widths.append(torch.full((corners[-1].numel(),), w))
+        start += h * w
+    return torch.cat(corners), torch.cat(widths)
+
+
+def rebuild(maps: Sequence[torch.Tensor], index: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
+    """The swapped features (1, C, H, W): each chosen raw patch laid at its place, overlaps averaged. This is
+    the paper's transposed convolution of the one-hot map, done as k*k gathers of the winning cells, so it
+    costs the output's size rather than (style patches x positions)."""
+    k, s = patch_size, stride
+    channels = maps[0].shape[1]
+    parts = [m[0].permute(1, 2, 0).reshape(-1, channels) for m in maps]  # (cells, C): views of channels-last maps
+    cells = parts[0] if len(parts) == 1 else torch.cat(parts)
+    corners, widths = _patch_corners(maps, k, s)
+    rows, cols = index.shape
+    chosen = index.flatten().cpu()
+    base, width = corners[chosen].to(cells.device), widths[chosen].to(cells.device)
+    h, w = (rows - 1) * s + k, (cols - 1) * s + k
+    out = cells.new_zeros(h, w, channels)
+    count = cells.new_zeros(h, w, 1)
+    for dy in range(k):
+        for dx in range(k):
+            at = (slice(dy, dy + (rows - 1) * s + 1, s), slice(dx, dx + (cols - 1) * s + 1, s))
+            out[at] += cells[base + dy * width + dx].view(rows, cols, channels)
+            count[at] += 1
+    return (out / count).permute(2, 0, 1).unsqueeze(0)
+
+
+def style_swap(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int = 3, stride: int = 1,
+               chunk: int | None = None) -> torch.Tensor:
+    """Content features (N, C, H, W) with every patch swapped for its best style patch from `maps` (each
+    (1, C, h, w), fp32, at least patch_size a side). `chunk`: style patches correlated at a time (default:
+    SCORE_BYTES of scores)."""
+    outs = []
+    for one in content.float().split(1):
+        padded = _pad_to_grid(one, patch_size, stride)
+        positions = _grid(padded.shape[2], patch_size, stride) * _grid(padded.shape[3], patch_size, stride)
+        size = chunk or max(1, SCORE_BYTES // (4 * positions))
+        index = best_matches(padded, maps, patch_size, stride, size)
+        outs.append(rebuild(maps, index, patch_size, stride)[..., : one.shape[2], : one.shape[3]])
+    return torch.cat(outs)
+
+
+class SwapTransform:
+    """Style-swap as a one-pass feature transform: a style's target is its relu4_1 map (in tiles, for a large
+    style); several styles pool their patches."""
+
+    def __init__(self, patch_size: int, stride: int) -> None:
+        self.patch_size, self.stride = patch_size, stride
+
+    def style_target(self, engine: OnePass, style: torch.Tensor) -> list[torch.Tensor]:
+        tile = engine.encoding_tile(style)
+        maps = [engine.encode(style)[ENCODER_LAYER]] if not tile else list(engine.encode_tiles(style, tile))
+        # Channels-last, so a cell's C values are contiguous for rebuild's gathers; a map smaller than a patch
+        # is padded to one.
+        return [_pad_to_grid(m.float(), self.patch_size, self.stride).contiguous(memory_format=torch.channels_last)
+                for m in maps]
+
+    def whole_image(self, engine: OnePass, image: torch.Tensor) -> None:
+        return None  # the swap is local: a tile needs nothing of the rest of its image
+
+    def __call__(self, features: torch.Tensor, targets: list[list[torch.Tensor]], weights: list[float],
+                 whole: None) -> torch.Tensor:
+        # Several styles pool their patches: each content patch takes the best of all of them, so blend
+        # weights have no meaning here (StyleSwap.prepare refuses unequal ones).
+        return style_swap(features, [m for maps in targets for m in maps], self.patch_size, self.stride)
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    # The AdaIN decoder that renders the swapped features: a NAME in weights/ or a path to a .pth file.
+    model: str = param("adain_vgg16")
+    # 1 = swapped features; 0 = the decoder's reconstruction of the content (with the same content skips).
+    alpha: float = param(1.0, ge=0.0, le=1.0)
+    # Side of a patch in relu4_1 cells (8 px each): the paper's 3; larger patches copy larger pieces of the
+    # style and cost k*k more per correlation.
+    patch_size: int = param(3, ge=1, le=9)
+    # Step between patches, for the style's patches and the content's alike; 1 = every patch (the paper's).
+    # 2 is about 16x less correlation work.
+    stride: int = param(1, ge=1, le=9)
+    tile: str = param("auto")
+    tile_overlap: int = param(96, ge=0)
+
+
+class StyleSwap(OnePass):
+    name: ClassVar[str] = "swap"
+
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        weights = self.inputs.style_weights
+        if weights is not None and max(weights) - min(weights) > 1e-9:
+            raise UsageError("-m swap pools the patches of all its styles, so --style-blend weights cannot "
+                             "apply (give equal ones, or use -m adain)")
+        return super().prepare(styles)
+
+
+def build(config: SwapConfig, runtime: Runtime, inputs: EngineInputs) -> StyleSwap:
+    tiling.check(config.tile, config.tile_overlap)
+    if config.stride > config.patch_size:
+        raise ConfigError(f"'stride' must be at most 'patch_size' ({config.patch_size}), or some cells would "
+                          f"have no patch (got {config.stride})")
+    encoder, decoder = load_networks(config.model, inputs)
+    return StyleSwap(SwapTransform(config.patch_size, config.stride), encoder, decoder, runtime, config.alpha,
+                     inputs, config.tile, config.tile_overlap)
+
+
+SPEC = EngineSpec(name="swap", config_type=SwapConfig, build=build, needs_style=True, batches=True)
