@@ -42,8 +42,7 @@ def stylize(
     name: Annotated[str, typer.Option(help="Output file name template: {stem}, {style}, {method}, {ext}.")]
     = batch.DEFAULT_NAME,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")]
-    = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
