@@ -144,6 +144,8 @@ class Stylizer:
     def __call__(self, content: ImageLike, size: int | None = 512, on_event: EventCallback = ignore) -> Image.Image:
         """Stylise one image, its long side resized to `size` (None: as it is); alpha is kept."""
         picture = load_picture(content)
+        if size is not None:
+            config_mod.check("size", size, ge=16, le=16384)  # the range of stylize's --size
         rgb = picture.rgb if size is None else images.resize_long_side(picture.rgb, size)
         return images.to_pil(self.stylize_tensor(rgb, on_event), picture.alpha)
 

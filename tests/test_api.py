@@ -122,3 +122,5 @@ def test_a_content_that_is_not_an_image_is_an_input_error(tiny_johnson):
     stylizer = stransfer.Stylizer("johnson", model="tiny", device="cpu")
     with pytest.raises(InputError, match="float RGB"):
         stylizer(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(UsageError, match="size"):
+        stylizer(torch.rand(3, 8, 8), size=0)
