@@ -39,9 +39,9 @@ def main() -> None:
                 style = torch.rand(1, 3, size, size)
                 engine = AdaIN(encoder_from("vgg16", state), decoder, runtime, alpha=alpha)
                 content, styles = torch.rand(1, 3, size, size), engine.prepare([style])
-                style_ms = ms_per_call(lambda: engine.style_stats(engine.prepare([style]), size), runtime.device,
+                style_ms = ms_per_call(lambda: engine.style_targets(engine.prepare([style]), size), runtime.device,
                                        args.repeats)
-                engine.style_stats(styles, size)
+                engine.style_targets(styles, size)
                 image_ms = ms_per_call(lambda: engine.stylize(content, styles), runtime.device, args.repeats)
                 cells.append(f"{image_ms:.0f} ({style_ms:.0f})")
             print(f"| {size} | {alpha:g} | " + " | ".join(cells) + " |", flush=True)

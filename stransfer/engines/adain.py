@@ -14,7 +14,7 @@ from stransfer import losses, tiling
 from stransfer.backbone import ARCHITECTURES, VGGFeatures
 from stransfer.config import param
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec, Styles
+from stransfer.engines import EngineInputs, EngineSpec
 # skip_weight stays importable from here, where the decoder it weighs for lives.
 from stransfer.engines.onepass import ENCODER_LAYER, SKIP_LAYERS, OnePass, skip_weight  # noqa: F401
 from stransfer.errors import ModelError, WeightsError
@@ -150,10 +150,6 @@ class AdaIN(OnePass):
     def __init__(self, encoder: VGGFeatures, decoder: Decoder, runtime: Runtime, alpha: float,
                  inputs: EngineInputs = EngineInputs(), tile: str = "auto", tile_overlap: int = 96) -> None:
         super().__init__(AdainTransform(), encoder, decoder, runtime, alpha, inputs, tile, tile_overlap)
-
-    def style_stats(self, styles: Styles, long_side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Channel mean and std of each style at relu4_1 for an output of this long side."""
-        return self.style_targets(styles, long_side)
 
 
 def load_networks(model: str, inputs: EngineInputs) -> tuple[VGGFeatures, Decoder]:

@@ -15,7 +15,7 @@ from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Styles
-from stransfer.engines.adain import load_networks
+from stransfer.engines.adain import AdainConfig, load_networks
 from stransfer.engines.onepass import ENCODER_LAYER, OnePass
 from stransfer.errors import ConfigError, UsageError
 
@@ -151,19 +151,16 @@ class SwapTransform:
 
 
 @dataclass(frozen=True)
-class SwapConfig:
-    # The AdaIN decoder that renders the swapped features: a NAME in weights/ or a path to a .pth file.
-    model: str = param("adain_vgg16")
-    # 1 = swapped features; 0 = the decoder's reconstruction of the content (with the same content skips).
-    alpha: float = param(1.0, ge=0.0, le=1.0)
+class SwapConfig(AdainConfig):
+    """AdaIN's settings (its decoder renders the swapped features; alpha 1 = swapped, 0 = the content rebuilt,
+    with the same content skips, tiling), plus the patches."""
+
     # Side of a patch in relu4_1 cells (8 px each): the paper's 3; larger patches copy larger pieces of the
     # style and cost k*k more per correlation.
     patch_size: int = param(3, ge=1, le=9)
     # Step between patches, for the style's patches and the content's alike; 1 = every patch (the paper's).
     # 2 is about 16x less correlation work.
     stride: int = param(1, ge=1, le=9)
-    tile: str = param("auto")
-    tile_overlap: int = param(96, ge=0)
 
 
 class StyleSwap(OnePass):
