@@ -6,6 +6,8 @@ import torch
 from stransfer.device import make_runtime, resolve_device
 from stransfer.errors import UsageError
 
+from conftest import cli
+
 
 def test_cpu_runtime_fp32_autocast_is_a_no_op():
     rt = make_runtime("cpu", "fp32")
@@ -58,3 +60,17 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
     monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
     assert make_runtime("cpu", "auto").precision == expected
     assert make_runtime("cpu", "fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "fma"}, "precision fp32 (auto: no native bf16 on this cpu)"),
+                                                  ({"avx512_bf16"}, "precision bf16 (auto: native bf16 on this cpu)")])
+def test_verbose_says_once_which_precision_auto_chose_and_why(monkeypatch, capsys, make_image, tiny_run, tmp_path,
+                                                             flags, expected):
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    out = tmp_path / "out.png"
+    code, _, err = cli(capsys, "stylize", make_image("c.png", 32, 32), "-o", out, *tiny_run, "--verbose")
+    assert code == 0 and out.exists()
+    assert err.count("precision") == 1 and expected in " ".join(err.split())
+    code, _, err = cli(capsys, "stylize", make_image("d.png", 32, 32), "-o", tmp_path / "d_out.png", *tiny_run,
+                       "--precision", "fp32")
+    assert code == 0 and "precision" not in err

@@ -8,7 +8,7 @@ from PIL import Image
 
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.engines.gatys import Gatys, GatysConfig
+from stransfer.engines.gatys import PLATEAU_WINDOW, Gatys, GatysConfig, plateaued
 from stransfer.errors import ConfigError
 from stransfer.events import Snapshot, Step
 
@@ -21,8 +21,8 @@ def structured(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
     return torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def run(random_vgg16, seed=0, precision="fp32", **overrides):
-    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(20,), **overrides)
+def run(random_vgg16, seed=0, precision="fp32", iterations=(20,), **overrides):
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=iterations, **overrides)
     engine = Gatys(cfg, make_runtime("cpu", precision, seed=seed), random_vgg16)
     events = []
     out = engine.stylize(structured(2), engine.prepare([structured(1, 40, 40)]), events.append)
@@ -53,6 +53,26 @@ def test_save_every_emits_snapshots(random_vgg16):
 def test_bf16_path_runs_and_lowers_the_loss(random_vgg16):
     _, steps, _ = run(random_vgg16, precision="bf16")
     assert steps[-1].losses["total"] < steps[0].losses["total"]
+
+
+def test_plateau_rule_compares_the_best_loss_with_the_best_a_window_ago():
+    steady = [100.0 * 0.99 ** i for i in range(PLATEAU_WINDOW + 5)]  # about 10% better per window
+    assert not plateaued(steady[:PLATEAU_WINDOW], 0.5)  # too few evaluations to judge
+    assert not plateaued(steady, 0.05) and plateaued(steady, 0.2)
+    assert not plateaued(steady, 0.0)  # 0 = never stop early
+    assert plateaued([5.0, 4.0] + [4.0] * PLATEAU_WINDOW, 1e-6)
+    # a spike does not count as progress: the best loss is what is compared
+    spiky = [5.0, 4.0] + [9.0, 4.0] * (PLATEAU_WINDOW // 2)
+    assert plateaued(spiky, 1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_plateau_ends_a_scale_early_and_iterations_stay_a_ceiling(random_vgg16, optimizer):
+    _, all_steps, _ = run(random_vgg16, optimizer=optimizer, iterations=(60,))
+    _, steps, _ = run(random_vgg16, optimizer=optimizer, iterations=(60,), plateau=0.2)
+    assert len(all_steps) == 60 and PLATEAU_WINDOW < len(steps) < 60
+    totals = [s.losses["total"] for s in steps]
+    assert plateaued(totals, 0.2) and not plateaued(totals[:-1], 0.2)  # stopped at the first plateau
 
 
 def targets(random_vgg16, cfg, styles, **inputs):

@@ -35,6 +35,9 @@ Scales = Annotated[str | None, typer.Option(
 Iterations = Annotated[str | None, typer.Option(
     help="Function evaluations per scale, coarse to fine (e.g. 150,80,40), or one number for every scale.",
     rich_help_panel=GATYS)]
+Plateau = Annotated[float | None, typer.Option(
+    help="End a scale once the loss improves by less than this fraction over 10 evaluations (0 = never): "
+         "--iterations becomes a ceiling.", rich_help_panel=GATYS)]
 SaveEvery = Annotated[int | None, typer.Option(help="Also save every N iterations (0 = never).",
                                                rich_help_panel=GATYS)]
 StyleScale = Annotated[float, typer.Option(help="Style image size relative to the output.", rich_help_panel=STYLE)]

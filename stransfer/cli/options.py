@@ -33,6 +33,9 @@ PrecisionOpt = Annotated[Precision, typer.Option(
     rich_help_panel="Runtime")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice).",
                                                 rich_help_panel="Runtime")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say which device, precision and threads the run uses, and why.",
+    rich_help_panel="Runtime")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for reproducible results.", rich_help_panel="Runtime")]
 VggWeightsOpt = Annotated[Path | None, typer.Option(
     "--vgg-weights", help="Backbone state dict to use instead of the cache ($STRANSFER_VGG_WEIGHTS).",

@@ -12,8 +12,8 @@ import typer
 from stransfer import api, batch, console, distributed, images, signals
 from stransfer.cli import engine_flags as flags
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
-                                   PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VggWeightsOpt, given, numbers,
-                                   scales)
+                                   PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, given,
+                                   numbers, scales)
 from stransfer.config import build
 from stransfer.device import make_runtime
 
@@ -52,12 +52,13 @@ def stylize(
     tv_weight: flags.TvWeight = None, content_layers: flags.ContentLayers = None,
     style_layers: flags.StyleLayers = None, style_loss: flags.StyleLoss = None, init: flags.Start = None,
     optimizer: flags.Optimizer = None, scales_: flags.Scales = None, iterations: flags.Iterations = None,
-    save_every: flags.SaveEvery = None, style_blend: StyleBlendOpt = None, style_scale: flags.StyleScale = 1.0,
+    plateau: flags.Plateau = None, save_every: flags.SaveEvery = None, style_blend: StyleBlendOpt = None,
+    style_scale: flags.StyleScale = 1.0,
     mask: flags.Mask = None, preserve_color: flags.PreserveColor = flags.ColorMode["none"],
     model: flags.Model = None, alpha: flags.Alpha = None, tile: flags.Tile = None,
     tile_overlap: flags.TileOverlap = None, patch_size: flags.PatchSize = None, stride: flags.Stride = None,
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
-    seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None,
+    seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None, verbose: VerboseOpt = False,
 ) -> None:
     """Stylise content images: with style images (gatys, adain, swap) or a trained model (johnson)."""
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
@@ -66,8 +67,8 @@ def stylize(
     engine_options = given(spec.config_type, f"-m {spec.name}", content_weight=content_weight,
                            style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
                            style_layers=style_layers, style_loss=style_loss, init=init, optimizer=optimizer,
-                           scales=scales(scales_), iterations=iterations, save_every=save_every, model=model,
-                           alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
+                           scales=scales(scales_), iterations=iterations, plateau=plateau, save_every=save_every,
+                           model=model, alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
                            stride=stride)
     cfg = api.engine_config(spec.name, config, **engine_options)
     # Outputs are named before any model loads, so --dry-run is instant.
@@ -79,6 +80,8 @@ def stylize(
 
     world = distributed.init()
     runtime = distributed.runtime_for(make_runtime(device.value, precision.value, threads, seed), world)
+    if verbose and world.is_main:
+        console.note(runtime.describe())
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
         stylizer = api.Stylizer(

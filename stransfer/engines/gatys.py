@@ -52,6 +52,9 @@ class GatysConfig:
     # tubingen x starry_night at 512 px, bf16, the content distance follows the fine evaluations
     # (40: 0.43, 80: 0.36, 100: 0.35) while coarse ones past ~45 change nothing. benchmarks/gatys_quality_speed.py
     iterations: tuple[int, ...] = param((45, 45, 100), ge=1, le=100_000)
+    # A scale ends early once its loss improved by less than this fraction over the last PLATEAU_WINDOW
+    # evaluations, so `iterations` is a ceiling; 0 runs every evaluation.
+    plateau: float = param(0.0, ge=0.0, le=0.5)
     # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step.
     learning_rate: float = param(0.02, gt=0.0, le=1.0)
     save_every: int = param(0, ge=0)
@@ -64,6 +67,24 @@ class GatysConfig:
 # Working set per pixel of one evaluation (forward and backward through VGG16 to relu4_3): peak RSS at
 # 1024 px was 1.33 GB above that at 512 px, about 1.7 kB per added pixel (bf16).
 BYTES_PER_PIXEL = 1800
+
+
+# L-BFGS's loss is not monotone from one evaluation to the next: the plateau rule compares the best loss so
+# far with the best of PLATEAU_WINDOW evaluations earlier.
+PLATEAU_WINDOW = 10
+
+
+def plateaued(losses: list[float], threshold: float) -> bool:
+    """Whether the best loss improved by less than `threshold` (a fraction of it) over the last
+    PLATEAU_WINDOW evaluations; never before there are that many."""
+    if threshold <= 0 or len(losses) <= PLATEAU_WINDOW:
+        return False
+    before, now = min(losses[:-PLATEAU_WINDOW]), min(losses)
+    return before - now < threshold * abs(before)
+
+
+class _Plateau(Exception):
+    """Raised inside the optimiser's closure to end a scale whose loss has stopped improving."""
 
 
 MIN_SCALE_SIDE = 64  # below this VGG's relu4_3 map is under 8x8: nothing left to learn from
@@ -93,7 +114,8 @@ class Gatys:
         if inputs.mask is not None and not self.objective.takes_masks:
             masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
             raise ConfigError(f"--mask works with the style losses {masked} (got '{config.style_loss}')")
-        self.config, self.runtime, self.backbone, self.inputs = config, runtime, backbone, inputs
+        self.config, self.runtime, self.inputs = config, runtime, inputs
+        self.backbone = backbone.to(memory_format=torch.channels_last)
 
     def prepare(self, styles: list[torch.Tensor]) -> Styles:
         return style_set(self.name, styles, self.inputs)
@@ -116,8 +138,8 @@ class Gatys:
         targets = []
         for style in styles:
             s = resize(style, fit_long_side(style.shape[-2], style.shape[-1], long_side))
-            with torch.no_grad(), self.runtime.autocast():
-                targets.append(self.objective.targets(self.backbone(s.to(self.runtime.device), self.objective.taps)))
+            with torch.no_grad():
+                targets.append(self.objective.targets(self._features(s.to(self.runtime.device), self.objective.taps)))
         return targets
 
     def regions(self, styles: Styles, size: tuple[int, int]) -> list[Region]:
@@ -165,9 +187,9 @@ class Gatys:
                 x, done = self._optimize_tiled(start, scaled_content, self.regions(styles, size), evaluations,
                                                tile, done, total, stage, on_event)
             else:
-                x = self._optimize(start, scaled_content, self.regions(styles, size), evaluations, done, total,
-                                   stage, on_event)
-                done += evaluations
+                x, used = self._optimize(start, scaled_content, self.regions(styles, size), evaluations, done,
+                                         total, stage, on_event)
+                done += used
         assert x is not None
         return x.detach().clamp(0, 1).cpu()
 
@@ -182,55 +204,64 @@ class Gatys:
         pieces = tiling.regions(h, w, tile, self.config.tile_overlap, 8)
         for k, (rows, cols) in enumerate(pieces):
             piece_regions = [Region(None if r.mask is None else r.mask[..., rows, cols], r.targets) for r in regions]
-            result = self._optimize(x[..., rows, cols], content[..., rows, cols], piece_regions, evaluations,
-                                    done, total, f"{stage} tile {k + 1}/{len(pieces)}", on_event)
+            result, used = self._optimize(x[..., rows, cols], content[..., rows, cols], piece_regions,
+                                          evaluations, done, total, f"{stage} tile {k + 1}/{len(pieces)}", on_event)
             weight = tiling.feather(rows, cols, h, w, self.config.tile_overlap).to(x)
             x[..., rows, cols] = weight * result + (1 - weight) * x[..., rows, cols]
-            done += evaluations
+            done += used
         return x, done
 
+    def _features(self, image: torch.Tensor, taps: set[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+        # oneDNN's convolutions run fastest channels-last (VGG16 to relu4_3, forward + backward, 512 px:
+        # benchmarks/layout.py); L-BFGS needs the pixels contiguous, so the layout changes on the way in.
+        with self.runtime.autocast():
+            return self.backbone(image.contiguous(memory_format=torch.channels_last), taps)
+
     def _optimize(self, start: torch.Tensor, content: torch.Tensor, regions: list[Region], evaluations: int,
-                  done: int, total: int, stage: str, on_event: EventCallback) -> torch.Tensor:
+                  done: int, total: int, stage: str, on_event: EventCallback) -> tuple[torch.Tensor, int]:
+        """The optimised image and the evaluations it took (`evaluations`, or fewer once the loss plateaus)."""
         cfg = self.config
-        with torch.no_grad(), self.runtime.autocast():
-            content_targets = {k: v.float() for k, v in self.backbone(content, cfg.content_layers).items()}
+        with torch.no_grad():
+            content_targets = {k: v.float() for k, v in self._features(content, cfg.content_layers).items()}
         taps = set(cfg.content_layers) | self.objective.taps
         # L-BFGS flattens the gradient with view(): the pixels must be one contiguous block.
         x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-        count = 0
+        history: list[float] = []
 
         def closure() -> torch.Tensor:
-            nonlocal count
+            if plateaued(history, cfg.plateau):
+                raise _Plateau  # L-BFGS has no other way out of a step; x holds its latest update
             optimizer.zero_grad(set_to_none=True)
-            with self.runtime.autocast():
-                feats = self.backbone(x, taps)
+            feats = self._features(x, taps)
             content_term = losses.content_loss(feats, content_targets)
             style_term = torch.stack([self.objective(feats, r.targets, r.mask) for r in regions]).mean()
             tv_term = losses.total_variation(x)
             loss = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
             loss.backward()
-            count += 1
-            step = done + count
+            history.append(loss.item())
+            step = done + len(history)
             on_event(Step(step, total, {"content": content_term.item(), "style": style_term.item(),
-                                        "tv": tv_term.item(), "total": loss.item()}, stage=stage))
+                                        "tv": tv_term.item(), "total": history[-1]}, stage=stage))
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 on_event(Snapshot(step, x.detach().clamp(0, 1).cpu()))
             return loss
 
         if cfg.optimizer == "lbfgs":
-            # Tolerances at zero: stop after exactly `evaluations`, never silently early.
+            # Tolerances at zero: L-BFGS never stops on its own; the count or the plateau rule ends a scale.
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
                 [x], lr=1.0, max_iter=evaluations, max_eval=evaluations,
                 tolerance_grad=0.0, tolerance_change=0.0, history_size=50)
-            while count < evaluations:
-                optimizer.step(closure)
         else:
             optimizer = torch.optim.Adam([x], lr=cfg.learning_rate)
-            while count < evaluations:
+        try:
+            while len(history) < evaluations:
                 optimizer.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)  # projected gradient: pixels stay displayable
-        return x.detach()
+                if cfg.optimizer == "adam":
+                    with torch.no_grad():
+                        x.clamp_(0, 1)  # projected gradient: pixels stay displayable
+        except _Plateau:
+            pass
+        return x.detach(), len(history)
 
 
 # Texture synthesis (Gatys et al. 2015; Risser et al. 2017): the same optimiser with no photo to keep, started
