@@ -13,23 +13,27 @@ import argparse
 import dataclasses
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from stransfer import images, metrics, weights
 from stransfer.backbone import VGGFeatures
-from stransfer.device import make_runtime
+from stransfer.device import make_runtime, native_bf16
 from stransfer.engines.gatys import Gatys, GatysConfig
+from stransfer.events import Step
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def parse_schedule(text: str) -> dict:
-    """"0.25,0.5,1:150,80,40" -> scales and iterations, for trying other schedules."""
-    scales, iterations = text.split(":")
+    """"0.25,0.5,1:150,80,40" -> scales and iterations, for trying other schedules; a third part sets the
+    plateau ("0.25,0.5,1:150,80,40:0.01")."""
+    scales, iterations, *plateau = text.split(":")
     return {"scales": tuple(float(s) for s in scales.split(",")),
-            "iterations": tuple(int(i) for i in iterations.split(","))}
+            "iterations": tuple(int(i) for i in iterations.split(",")),
+            **({"plateau": float(plateau[0])} if plateau else {})}
 
 
 def main() -> None:
@@ -40,7 +44,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--baseline-iterations", type=int, default=300)
     parser.add_argument("--extra", action="append", default=[],
-                        help="another schedule to try, SCALES:ITERATIONS, e.g. 0.5,1:100,50 (repeatable)")
+                        help="another schedule to try, SCALES:ITERATIONS[:PLATEAU], e.g. 0.5,1:100,50 (repeatable)")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
 
@@ -52,14 +56,16 @@ def main() -> None:
     content = images.resize_long_side(content_full, args.size)
 
     default = GatysConfig()
-    runs = [] if args.skip_baseline else [
-        ("single-scale fp32 (baseline)", dataclasses.replace(default, scales=(1.0,),
-                                                               iterations=(args.baseline_iterations,)), "fp32")]
-    runs += [("default multi-scale fp32", default, "fp32"), ("default multi-scale bf16", default, "bf16")]
-    runs += [(f"{text} fp32", dataclasses.replace(default, **parse_schedule(text)), "fp32") for text in args.extra]
-    runs += [(f"{text} bf16", dataclasses.replace(default, **parse_schedule(text)), "bf16") for text in args.extra]
-
     device = make_runtime(args.device).device
+    # Emulated bf16 (CPUs without AVX-512 BF16 or AMX) runs about 400x slower than fp32: timed only where native.
+    precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+    runs = [] if args.skip_baseline else [
+        ("single-scale fp32 (baseline)", dataclasses.replace(default, scales=(1.0,), plateau=0.0,
+                                                               iterations=(args.baseline_iterations,)), "fp32")]
+    runs += [(f"default multi-scale {p}", default, p) for p in precisions]
+    runs += [(f"{text} {p}", dataclasses.replace(default, **parse_schedule(text)), p)
+             for p in precisions for text in args.extra]
+
     print(f"# gatys quality and speed: {args.content.name} x {args.style.name}, {args.size} px, device {device}, "
           f"{torch.get_num_threads()} threads, {platform.machine()}, torch {torch.__version__}")
     own = None
@@ -69,14 +75,16 @@ def main() -> None:
         backbone = VGGFeatures("vgg16", deepest="relu4_3")
         backbone.load_weights(state)
         engine = Gatys(cfg, runtime, backbone.to(runtime.device))
+        used: Counter[str] = Counter()  # evaluations per scale: fewer than asked where the loss plateaus
         start = time.perf_counter()
-        out = engine.stylize(content, engine.prepare([style]))
+        out = engine.stylize(content, engine.prepare([style]),
+                             lambda e: used.update([e.stage.split()[1]]) if isinstance(e, Step) else None)
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         s = metrics.score(metric_net, out, content_full, style)
         own = s.content_own_style
-        schedule = " + ".join(f"{n}@{round(args.size * f)}" for f, n in zip(cfg.scales, cfg.iterations))
+        schedule = " + ".join(f"{n}@{px}" for px, n in used.items())
         rows.append((label, schedule, seconds, s.style, s.content))
         print(f"  {label}: {seconds:.1f} s, style {s.style:.4f}, content {s.content:.4f}", flush=True)
 
