@@ -54,14 +54,15 @@ def patch_chunks(maps: Sequence[torch.Tensor], patch_size: int, stride: int, chu
 
 def best_matches(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int, stride: int,
                  chunk: int) -> torch.Tensor:
-    """For each patch position of `content` (1, C, H, W), the index of the style patch of highest normalised
-    cross-correlation; the correlation runs over `chunk` style patches at a time, keeping a running maximum
-    (the first of equal maxima wins, as argmax over all of them at once would choose)."""
+    """For each patch position of `content` (1, C, H, W), the index of the style patch (taken every `stride`
+    cells of `maps`) of highest normalised cross-correlation; the correlation runs over `chunk` style patches
+    at a time, keeping a running maximum (the first of equal maxima wins, as argmax over all of them at once
+    would choose)."""
     best = best_index = None
     offset = 0
     for patches in patch_chunks(maps, patch_size, stride, chunk):
         norms = patches.flatten(1).norm(dim=1).clamp_min(1e-8)
-        scores = F.conv2d(content, patches / norms.view(-1, 1, 1, 1), stride=stride)[0]
+        scores = F.conv2d(content, patches / norms.view(-1, 1, 1, 1))[0]
         value, index = scores.max(dim=0)
         if best is None:
             best, best_index = value, index
@@ -88,23 +89,22 @@ def _patch_corners(maps: Sequence[torch.Tensor], patch_size: int, stride: int) -
 
 
 def rebuild(maps: Sequence[torch.Tensor], index: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
-    """The swapped features (1, C, H, W): each chosen raw patch laid at its place, overlaps averaged. This is
-    the paper's transposed convolution of the one-hot map, done as k*k gathers of the winning cells, so it
-    costs the output's size rather than (style patches x positions)."""
-    k, s = patch_size, stride
+    """The swapped features (1, C, H, W): each chosen raw patch (taken every `stride` cells of `maps`) laid at
+    its place, overlaps averaged. This is the paper's transposed convolution of the one-hot map, done as k*k
+    gathers of the winning cells, so it costs the output's size rather than (style patches x positions)."""
+    k = patch_size
     channels = maps[0].shape[1]
     parts = [m[0].permute(1, 2, 0).reshape(-1, channels) for m in maps]  # (cells, C): views of channels-last maps
     cells = parts[0] if len(parts) == 1 else torch.cat(parts)
-    corners, widths = _patch_corners(maps, k, s)
+    corners, widths = _patch_corners(maps, k, stride)
     rows, cols = index.shape
     chosen = index.flatten().cpu()
     base, width = corners[chosen].to(cells.device), widths[chosen].to(cells.device)
-    h, w = (rows - 1) * s + k, (cols - 1) * s + k
-    out = cells.new_zeros(h, w, channels)
-    count = cells.new_zeros(h, w, 1)
+    out = cells.new_zeros(rows + k - 1, cols + k - 1, channels)
+    count = cells.new_zeros(rows + k - 1, cols + k - 1, 1)
     for dy in range(k):
         for dx in range(k):
-            at = (slice(dy, dy + (rows - 1) * s + 1, s), slice(dx, dx + (cols - 1) * s + 1, s))
+            at = (slice(dy, dy + rows), slice(dx, dx + cols))
             out[at] += cells[base + dy * width + dx].view(rows, cols, channels)
             count[at] += 1
     return (out / count).permute(2, 0, 1).unsqueeze(0)
@@ -113,12 +113,13 @@ def rebuild(maps: Sequence[torch.Tensor], index: torch.Tensor, patch_size: int, 
 def style_swap(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int = 3, stride: int = 1,
                chunk: int | None = None) -> torch.Tensor:
     """Content features (N, C, H, W) with every patch swapped for its best style patch from `maps` (each
-    (1, C, h, w), fp32, at least patch_size a side). `chunk`: style patches correlated at a time (default:
-    SCORE_BYTES of scores)."""
+    (1, C, h, w), fp32, at least patch_size a side, padded to the stride's grid). Every content patch is
+    swapped (so each cell averages k*k patches); `stride` thins the style's patches only. `chunk`: style
+    patches correlated at a time (default: SCORE_BYTES of scores)."""
     outs = []
     for one in content.float().split(1):
-        padded = _pad_to_grid(one, patch_size, stride)
-        positions = _grid(padded.shape[2], patch_size, stride) * _grid(padded.shape[3], patch_size, stride)
+        padded = _pad_to_grid(one, patch_size, 1)
+        positions = _grid(padded.shape[2], patch_size, 1) * _grid(padded.shape[3], patch_size, 1)
         size = chunk or max(1, SCORE_BYTES // (4 * positions))
         index = best_matches(padded, maps, patch_size, stride, size)
         outs.append(rebuild(maps, index, patch_size, stride)[..., : one.shape[2], : one.shape[3]])
@@ -158,8 +159,8 @@ class SwapConfig(AdainConfig):
     # Side of a patch in relu4_1 cells (8 px each): the paper's 3; larger patches copy larger pieces of the
     # style and cost k*k more per correlation.
     patch_size: int = param(3, ge=1, le=9)
-    # Step between patches, for the style's patches and the content's alike; 1 = every patch (the paper's).
-    # 2 is about 16x less correlation work.
+    # Step between the style's patches; 1 = every patch (the paper's). The content's patches are all swapped
+    # whatever the stride, so every cell still averages k*k of them; 2 is 4x less correlation work.
     stride: int = param(1, ge=1, le=9)
 
 
