@@ -351,3 +351,27 @@ def test_a_resumed_multistyle_run_continues_its_loss_curve_exactly(capsys, tmp_p
     a, b = load_transformer(tmp_path / "cut.pth")[0], load_transformer(tmp_path / "whole.pth")[0]
     for key, value in b.state_dict().items():
         torch.testing.assert_close(a.state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def test_a_run_folder_from_before_style_tables_resumes_exactly(capsys, tmp_path, train_args):
+    """A checkpoint written when the norms held (C,) parameters (and Adam (C,) moments) resumes into today's
+    (1, C) tables and continues the loss curve of a run that went straight through."""
+    (wave, _, _), common = train_args
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for run, steps in ((whole, "6"), (cut, "3")):
+        assert cli(capsys, "train", "johnson", "-s", wave, *common, "--steps", steps, "--run-dir", run,
+                   "-o", tmp_path / f"{run.name}.pth")[0] == 0
+    (tmp_path / "cut.pth").unlink()
+    state = torch.load(cut / "checkpoint.pth", weights_only=True)
+    names = list(state["model"])  # parameters only, in the optimiser's order
+    for i, name in enumerate(names):
+        if state["model"][name].dim() == 2 and state["model"][name].shape[0] == 1:  # a norm's table
+            state["model"][name] = state["model"][name][0]
+            moments = state["optimizer"]["state"][i]
+            for key in ("exp_avg", "exp_avg_sq"):
+                moments[key] = moments[key][0]
+    torch.save(state, cut / "checkpoint.pth")
+    code, _, err = cli(capsys, "train", "johnson", "--resume", cut, "--steps", "6", *common[4:6])
+    assert code == 0, err
+    resumed, reference = losses_of(cut), losses_of(whole)
+    assert all(resumed[s] == pytest.approx(reference[s], rel=1e-6) for s in range(1, 7)), (resumed, reference)
