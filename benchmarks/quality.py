@@ -1,6 +1,7 @@
 """Quality of the engines on photos and styles they never trained on, with the reference metric.
 
     python benchmarks/quality.py johnson --model starry_night [--photos DIR | --held-out-photos 8] [--size 512]
+    python benchmarks/quality.py johnson --model MULTI --style-name udnie    # one style of a multi-style model
     python benchmarks/quality.py adain --model adain_vgg16 --styles DIR [--alpha 1.0]
     python benchmarks/quality.py swap --model adain_vgg16 --styles DIR [--patch-size 3] [--stride 1]
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("method", choices=["johnson", "adain", "swap"])
     parser.add_argument("--model", required=True)
     parser.add_argument("--style", type=Path, help="johnson: the style image (default examples/<style>.jpg)")
+    parser.add_argument("--style-name", help="johnson: the style of a model holding several (-s NAME)")
     parser.add_argument("--styles", type=Path, help="adain: a folder of style images never trained on")
     parser.add_argument("--held-out", action="store_true",
                         help="adain: take only the held-out files of --styles (training never sees them)")
@@ -77,7 +79,11 @@ def main() -> None:
 
     if args.method == "johnson":
         payload = weights.load_model(weights.find_model(args.model), "johnson")
-        name = payload.get("style_image", f"{payload['style']}.jpg")
+        held = payload.get("styles") or [payload["style"]]
+        style_images = payload.get("style_images") or [payload.get("style_image", f"{payload['style']}.jpg")]
+        if args.style_name not in (None, *held):
+            parser.error(f"--style-name: {args.model} holds {', '.join(held)}")
+        name = style_images[held.index(args.style_name or held[0])]
         # Styles whose image may not ship (examples/SOURCES.md) are found among the samples.
         style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name) if p.exists()),
                                         REPO / "examples" / name)
@@ -105,7 +111,8 @@ def main() -> None:
         style = images.load_image(style_path).rgb
         content = images.resize_long_side(content_full, args.size)
         start = time.perf_counter()
-        out = engine.stylize(content, engine.prepare([style] if spec.needs_style else []))
+        picked = [style] if spec.needs_style else [args.style_name] if args.style_name else []
+        out = engine.stylize(content, engine.prepare(picked))
         seconds = time.perf_counter() - start
         if args.save:
             images.save_image(out, args.save / f"{photo.stem}_{style_path.stem}_{args.method}.png", overwrite=True)

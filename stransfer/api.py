@@ -58,13 +58,16 @@ def load_picture(image: ImageLike, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
     return images.load_image(Path(image), max_pixels)
 
 
+def _listed(style: ImageLike | Sequence[ImageLike] | None) -> list[ImageLike]:
+    one = isinstance(style, (str, os.PathLike, Image.Image, torch.Tensor))
+    return [] if style is None else [style] if one else list(style)  # type: ignore[arg-type, list-item]
+
+
 def load_styles(style: ImageLike | Sequence[ImageLike] | None,
                 max_pixels: int = images.DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
     """One ImageLike or several as RGB tensors; a bad one is a usage error (the run cannot start)."""
-    one = isinstance(style, (str, os.PathLike, Image.Image, torch.Tensor))
-    given = [] if style is None else [style] if one else list(style)  # type: ignore[arg-type]
     try:
-        return [load_picture(s, max_pixels).rgb for s in given]
+        return [load_picture(s, max_pixels).rgb for s in _listed(style)]
     except InputError as e:
         raise UsageError(f"style {e}") from None
 
@@ -79,16 +82,30 @@ def parse_blend(weights: Sequence[float] | None) -> list[float] | None:
     return [w / sum(weights) for w in weights]
 
 
-def output_label(method: str, style_names: Sequence[str], config: Any) -> str:
-    """What outputs are named after: the style images, or the model of an engine whose style is baked in."""
-    return "+".join(style_names) if engine_spec(method).needs_style else Path(config.model).stem
+def style_names(style: ImageLike | Sequence[ImageLike] | None, method: str) -> list[str]:
+    """The styles an engine whose model holds them (johnson) is asked for, by name; it takes no images."""
+    given = _listed(style)
+    if any(not isinstance(s, (str, os.PathLike)) for s in given):
+        raise UsageError(f"-m {method} applies a trained model (--model NAME); it takes no style image "
+                         "(a model holding several styles picks them by name: -s NAME)")
+    return [os.fspath(s) for s in given]  # type: ignore[misc]
+
+
+def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: Any) -> str:
+    """What outputs are named after: the style images, the styles picked in a model that holds several, or the
+    model of an engine whose style is baked in."""
+    spec = engine_spec(method)
+    if spec.named_styles and styles:
+        return "+".join(os.fspath(s) for s in styles)
+    return "+".join(Path(s).stem for s in styles) if spec.needs_style else Path(config.model).stem
 
 
 class Stylizer:
     """One engine, its model loaded and its style images prepared once, to stylise any number of images.
 
-    `method`: gatys, johnson, adain or swap. `style`: one ImageLike or several (johnson takes none: its model holds
-    the style). `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
+    `method`: gatys, johnson, adain or swap. `style`: one ImageLike or several; for johnson, whose model holds its
+    styles, none (a one-style model) or the names of the styles to use (a model holding several), blended by
+    `style_blend`. `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
     over those of the TOML file `config`. `runtime` replaces device/precision/threads/seed where the caller has
     already made one (e.g. one GPU per torchrun rank)."""
 
@@ -102,7 +119,8 @@ class Stylizer:
         self.spec = engine_spec(method)
         self.config = engine_config(method, config, **options)
         self.preserve_color = preserve_color
-        styles = load_styles(style, max_pixels)
+        styles: list[Any] = (style_names(style, method) if self.spec.named_styles
+                             else load_styles(style, max_pixels))
         self._check(styles, style_blend, mask, style_scale)
         mask_tensor = None if mask is None else self._load_mask(mask, max_pixels)
         self.runtime = runtime or make_runtime(device, precision, threads, seed)
@@ -118,17 +136,18 @@ class Stylizer:
         except InputError as e:
             raise UsageError(f"mask {e}") from None
 
-    def _check(self, styles: list[torch.Tensor], blend: Sequence[float] | None, mask: ImageLike | None,
+    def _check(self, styles: list[Any], blend: Sequence[float] | None, mask: ImageLike | None,
                style_scale: float) -> None:
         """What no engine accepts; each engine's prepare() checks the styles against its own needs."""
         if self.preserve_color not in color.MODES:
             raise UsageError(f"--preserve-color must be one of {', '.join(color.MODES)} "
                              f"(got {self.preserve_color!r})")
         config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
-        if not self.spec.needs_style and (blend is not None or mask is not None or self.preserve_color ==
-                                          "histogram"):
-            raise UsageError(f"-m {self.spec.name} takes no style images, so no --style-blend, --mask or "
-                             "--preserve-color histogram")
+        if not self.spec.needs_style and (mask is not None or self.preserve_color == "histogram"):
+            raise UsageError(f"-m {self.spec.name} takes no style images, so no --mask or --preserve-color "
+                             "histogram")
+        if not self.spec.needs_style and not self.spec.named_styles and blend is not None:
+            raise UsageError(f"-m {self.spec.name} takes no style images, so no --style-blend")
         if self.spec.needs_style and not styles:
             raise UsageError(f"-m {self.spec.name} needs a style image: -s FILE")
 

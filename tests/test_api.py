@@ -106,7 +106,7 @@ def test_texture_is_seeded_and_sized(random_weights_file):
 @pytest.mark.parametrize("call, error, words", [
     (dict(method="picasso", style="x"), UsageError, "unknown method 'picasso'"),
     (dict(method="johnson", model="tiny", style=torch.rand(3, 8, 8)), UsageError, "takes no style image"),
-    (dict(method="johnson", model="tiny", mask=torch.rand(3, 8, 8)), UsageError, "no --style-blend, --mask"),
+    (dict(method="johnson", model="tiny", mask=torch.rand(3, 8, 8)), UsageError, "no --mask"),
     (dict(method="gatys"), UsageError, "needs a style image"),
     (dict(method="gatys", style=torch.rand(3, 8, 8), alpha=0.5), ConfigError, "unknown key 'alpha'"),
     (dict(method="gatys", style=torch.rand(2, 8, 8)), UsageError, "style a tensor image must be float RGB"),

@@ -63,9 +63,15 @@ def test_johnson_training_writes_run_folder_and_model(capsys, tmp_path, tiny_joh
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_args):
-    """Kill -9 mid-run; the resumed run's losses equal those of an uninterrupted run, step for step."""
-    args = [sys.executable, "-m", "stransfer", "train", "johnson", *map(str, tiny_johnson_args), "--steps", "24"]
+@pytest.mark.parametrize("styles", [1, 2])
+def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_args, styles):
+    """Kill -9 mid-run; the resumed run's losses equal those of an uninterrupted run, step for step (also for one
+    network holding two styles, whose batches draw a style per image)."""
+    if styles == 2:
+        gradient_image(48, 48, seed=10).save(tmp_path / "style2.png")
+    more = ["-s", str(tmp_path / "style2.png")] if styles == 2 else []
+    args = [sys.executable, "-m", "stransfer", "train", "johnson", *map(str, tiny_johnson_args), *more,
+            "--steps", "24"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     whole = tmp_path / "whole"
     subprocess.run([*args, "--run-dir", str(whole), "-o", str(tmp_path / "whole.pth")], env=env, check=True,

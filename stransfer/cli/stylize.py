@@ -35,7 +35,8 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
 def stylize(
     content: Annotated[list[str], typer.Argument(
         help="Content images: files, folders, globs, or - to read paths from stdin.", show_default=False)],
-    style: Annotated[list[Path] | None, typer.Option("--style", "-s", help="Style image (repeatable).")] = None,
+    style: Annotated[list[Path] | None, typer.Option(
+        "--style", "-s", help="Style image (repeatable); -m johnson: a style NAME its model holds.")] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Output file (one content file) or folder (mirrors the input folders).")] = Path("."),
@@ -72,8 +73,7 @@ def stylize(
                            stride=stride)
     cfg = api.engine_config(spec.name, config, **engine_options)
     # Outputs are named before any model loads, so --dry-run is instant.
-    items = _plan(content, recursive, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),
-                  spec.name)
+    items = _plan(content, recursive, output, name, api.output_label(spec.name, style or [], cfg), spec.name)
     if dry_run:
         _show_plan(items, skip_existing)
         raise typer.Exit(0)

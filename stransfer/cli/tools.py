@@ -10,7 +10,7 @@ import typer
 from stransfer import console, gallery, images, metrics, weights
 from stransfer import train as training
 from stransfer.cli.options import (Device, DeviceOpt, MaxPixelsOpt, OverwriteOpt, Precision, PrecisionOpt,
-                                   VggWeightsOpt, choices)
+                                   StyleBlendOpt, VggWeightsOpt, choices, numbers)
 from stransfer.config import build
 from stransfer.batch import BatchOptions
 from stransfer.device import make_runtime
@@ -107,14 +107,17 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default NAME.pt/.onnx).")]
     = None,
     overwrite: OverwriteOpt = False,
+    style: Annotated[list[str] | None, typer.Option(
+        "--style", "-s", help="A model holding several styles: the style to bake in (repeat to blend).")] = None,
+    style_blend: StyleBlendOpt = None,
 ) -> None:
-    """Export a Johnson network: RGB in [0, 1] of any size in, the stylised image out (clamp it to [0, 1])."""
-    from stransfer import export as exporter
-    from stransfer.engines.johnson import load_transformer
+    """Export a Johnson network: RGB in [0, 1] of any size in, the stylised image out (clamp it to [0, 1]).
 
-    net, _ = load_transformer(weights.find_model(model))
-    target = output or Path(f"{Path(model).stem}.{'pt' if fmt == 'torchscript' else 'onnx'}")
-    console.stdout.print(str(exporter.export(net, target, fmt, overwrite)))
+    A model holding several styles is exported with one style, or a blend, baked in (-s, --style-blend)."""
+    from stransfer import export as exporter
+
+    console.stdout.print(str(exporter.export_model(model, output, fmt, overwrite, style or [],
+                                                   numbers("--style-blend", style_blend))))
 
 
 def models() -> None:
@@ -127,8 +130,12 @@ def models() -> None:
             console.stdout.print(f"{path.stem}: unreadable ({e})")
             continue
         wall_s = sum(stage.get("wall_time_s") or 0 for stage in training.lineage_of(payload))
-        style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
-                 else "any style (-s)")
+        styles = payload.get("styles")
+        if isinstance(styles, list) and len(styles) > 1:
+            style = f"{len(styles)} styles (-s NAME): {', '.join(map(str, styles))}"
+        else:
+            style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
+                     else "any style (-s)")
         console.stdout.print(
             f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; {style}; "
             f"{payload.get('steps', '?')} steps, "

@@ -30,16 +30,16 @@ PreviewOpt = Annotated[int | None, typer.Option(help="Steps between preview shee
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")]
 
 
-def _train(kind: str, inputs: dict[str, Path | None], flags: dict[str, Any], config: Path | None,
+def _train(kind: str, inputs: training.Inputs, flags: dict[str, Any], config: Path | None,
            run_dir: Path | None, resume: Path | None, init: str | None, device: Any, precision: Any,
-           threads: int | None, vgg_weights: Path | None) -> None:
+           threads: int | None, vgg_weights: Path | None, add_style: bool = False) -> None:
     world = distributed.init()
     if resume is not None and init is not None:
         raise UsageError("--init starts a new run; --resume continues one: give one of them")
     if resume is None:
         runtime = {"device": device.value, "precision": make_runtime(device.value, precision.value).precision}
         run_dir = training.start(kind, inputs, given(training.config_type(kind), f"train {kind}", **flags),
-                                 config, init, run_dir, runtime, world)
+                                 config, init, run_dir, runtime, world, add_style)
     else:
         run_dir = resume
     with console.ProgressRenderer() as render:
@@ -52,7 +52,11 @@ def _train(kind: str, inputs: dict[str, Path | None], flags: dict[str, Any], con
 
 
 def johnson(
-    style: Annotated[Path | None, typer.Option("--style", "-s", help="Style image.")] = None,
+    style: Annotated[list[Path] | None, typer.Option(
+        "--style", "-s", help="Style image; repeat it for one network holding several styles.")] = None,
+    add_style: Annotated[list[Path] | None, typer.Option(
+        "--add-style", help="Add this style to the --init model, training only its norm parameters (repeatable).")]
+    = None,
     data: Annotated[Path | None, typer.Option(help="Folder of content photos (searched recursively).")] = None,
     out: OutOpt = None, run_dir: RunDirOpt = None, resume: ResumeOpt = None, init: InitOpt = None,
     config: ConfigOpt = None, steps: StepsOpt = None,
@@ -69,13 +73,16 @@ def johnson(
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Train a Johnson feed-forward network for one style (resumable; torchrun for several processes)."""
-    _train("johnson", {"style": style, "data": data, "out": out}, dict(
+    """Train a Johnson feed-forward network for one style or several, or add styles to a trained one (resumable;
+    torchrun for several processes)."""
+    if style and add_style:
+        raise UsageError("-s trains a network's styles, --add-style adds styles to the --init model: give one")
+    _train("johnson", {"style": style or add_style, "data": data, "out": out}, dict(
         steps=steps, batch_size=batch_size, image_size=image_size, style_size=style_size,
         learning_rate=learning_rate, content_weight=content_weight, style_weight=style_weight,
         style_loss=style_loss, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
-        config, run_dir, resume, init, device, precision, threads, vgg_weights)
+        config, run_dir, resume, init, device, precision, threads, vgg_weights, bool(add_style))
 
 
 def adain(

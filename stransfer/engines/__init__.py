@@ -55,8 +55,9 @@ def style_set(method: str, styles: list[torch.Tensor], inputs: EngineInputs) -> 
 class Engine(Protocol):
     name: ClassVar[str]
 
-    def prepare(self, styles: list[torch.Tensor]) -> Styles:
-        """The style images this engine will match (engines with a style baked into a model refuse any)."""
+    def prepare(self, styles: list[Any]) -> Styles:
+        """The style images this engine will match; for an engine whose model holds its styles (named_styles),
+        the names of the styles to use (it refuses images)."""
         ...
 
     def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
@@ -71,6 +72,7 @@ class EngineSpec:
     build: Callable[[Any, Runtime, EngineInputs], Engine]
     needs_style: bool
     batches: bool = False  # stylises a stack of equal-size images in one pass
+    named_styles: bool = False  # its model holds its styles: -s picks them by name rather than giving images
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.Tensor:

@@ -1,9 +1,12 @@
-"""Johnson et al. (2016), "Perceptual Losses for Real-Time Style Transfer": one feed-forward network per style,
-with instance normalisation (Ulyanov et al., 2016) and resize-convolution upsampling (Odena et al., 2016)."""
+"""Johnson et al. (2016), "Perceptual Losses for Real-Time Style Transfer": a feed-forward network per style,
+with instance normalisation (Ulyanov et al., 2016) and resize-convolution upsampling (Odena et al., 2016); or one
+network for several styles by conditional instance norm (Dumoulin et al., 2017, "A Learned Representation for
+Artistic Style"), whose styles blend by mixing their norm parameters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +21,7 @@ from stransfer.engines import EngineInputs, EngineSpec, Styles, pad_to_multiple
 from stransfer.errors import ModelError, UsageError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import resize
-from stransfer.weights import find_model, load_model
+from stransfer.weights import MULTISTYLE_FORMAT_VERSION, find_model, load_model, save_model
 
 
 @dataclass(frozen=True)
@@ -30,42 +33,65 @@ class JohnsonArch:
 
 
 class InstanceNorm(nn.InstanceNorm2d):
-    """Instance norm that can reuse statistics recorded on another image: tiles of a huge image all take the
-    statistics of the whole (downscaled) picture, so they agree where they meet."""
+    """Conditional instance norm (Dumoulin et al. 2017): a scale and shift per style, rows of (styles, C) tables,
+    that TransformerNet mixes for the style asked for and substitutes for `weight` and `bias` during a pass: a
+    (C,) vector for the whole batch (the fused affine of a plain instance norm, so a one-style model computes what
+    it did before styles were tables), or (B, C) rows, one per image (training several styles in one batch).
 
-    def __init__(self, channels: int) -> None:
+    It can also reuse statistics recorded on another image: tiles of a huge image all take the statistics of the
+    whole (downscaled) picture, so they agree where they meet."""
+
+    def __init__(self, channels: int, styles: int = 1) -> None:
         super().__init__(channels, affine=True)
+        self.weight = nn.Parameter(torch.ones(styles, channels))
+        self.bias = nn.Parameter(torch.zeros(styles, channels))
         self.recording = False
         self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # One-style files (every file before multi-style models, and every one-style model since) hold a plain
+        # instance norm's (C,) parameters: the one row of the table.
+        for key in (prefix + "weight", prefix + "bias"):
+            if key in state_dict and state_dict[key].dim() == 1:
+                state_dict[key] = state_dict[key].unsqueeze(0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dim() != 1 and self.weight.shape[0] != x.shape[0]:
+            raise ValueError(f"norm parameters for {self.weight.shape[0]} images, batch of {x.shape[0]}: "
+                             "run the network through TransformerNet.forward, which mixes them per style")
         if self.recording:
             xf = x.float()
             self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
-        if self.frozen is None:
+        if self.frozen is None and self.weight.dim() == 1:
             return super().forward(x)
-        mean, var = self.frozen
-        normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
-        return normed * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+        if self.frozen is None:
+            normed = F.instance_norm(x, eps=self.eps)
+        else:
+            mean, var = self.frozen
+            normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
+        shape = (-1, self.num_features, 1, 1)
+        return normed * self.weight.reshape(shape).to(x.dtype) + self.bias.reshape(shape).to(x.dtype)
 
 
 class ConvLayer(nn.Sequential):
     """Reflection padding (no dark borders), convolution, optional instance norm and ReLU."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True,
-                 relu: bool = True) -> None:
+                 relu: bool = True, styles: int = 1) -> None:
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
-            layers.append(InstanceNorm(cout))
+            layers.append(InstanceNorm(cout, styles))
         if relu:
             layers.append(nn.ReLU())
         super().__init__(*layers)
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, styles: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False))
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3, styles=styles),
+                                  ConvLayer(channels, channels, 3, relu=False, styles=styles))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -74,44 +100,128 @@ class ResidualBlock(nn.Module):
 class UpsampleConv(nn.Module):
     """Nearest-neighbour 2x upsampling then convolution: no checkerboard, unlike a transposed convolution."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, styles: int = 1) -> None:
         super().__init__()
-        self.conv = ConvLayer(cin, cout, 3)
+        self.conv = ConvLayer(cin, cout, 3, styles=styles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class TransformerNet(nn.Module):
-    """Image transformation network: RGB in [0, 1] of any size -> stylised RGB of the same size."""
+    """Image transformation network: RGB in [0, 1] of any size -> stylised RGB of the same size.
 
-    def __init__(self, arch: JohnsonArch = JohnsonArch()) -> None:
+    With `styles` > 1 it holds several styles (Dumoulin et al. 2017): every weight is shared but the instance
+    norms' scales and shifts, one row per style, which a pass mixes by the weights it is given."""
+
+    def __init__(self, arch: JohnsonArch = JohnsonArch(), styles: int = 1) -> None:
         super().__init__()
-        w = arch.width
+        w, n = arch.width, styles
         self.arch = arch
         self.net = nn.Sequential(
-            ConvLayer(3, w, 9),
-            ConvLayer(w, 2 * w, 3, stride=2),
-            ConvLayer(2 * w, 4 * w, 3, stride=2),
-            *[ResidualBlock(4 * w) for _ in range(arch.residual_blocks)],
-            UpsampleConv(4 * w, 2 * w),
-            UpsampleConv(2 * w, w),
+            ConvLayer(3, w, 9, styles=n),
+            ConvLayer(w, 2 * w, 3, stride=2, styles=n),
+            ConvLayer(2 * w, 4 * w, 3, stride=2, styles=n),
+            *[ResidualBlock(4 * w, n) for _ in range(arch.residual_blocks)],
+            UpsampleConv(4 * w, 2 * w, n),
+            UpsampleConv(2 * w, w, n),
             ConvLayer(w, 3, 9, norm=False, relu=False),
         )
+        # Names of the norm tables within self.net, as functional_call takes them.
+        self.table_names = [f"{name}.{key}" for name, m in self.net.named_modules() if isinstance(m, InstanceNorm)
+                            for key in ("weight", "bias")]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def styles(self) -> int:
+        return self.tables()[self.table_names[0]].shape[0]
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        """Each norm's (styles, C) scales and shifts, by name."""
+        params = dict(self.net.named_parameters())
+        return {name: params[name] for name in self.table_names}
+
+    def mix(self, style: torch.Tensor, tables: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The norm parameters of `style`, weights over the styles: (N,) for a whole batch, (B, N) per image.
+        A product and sum, not a matmul, so autocast leaves them fp32 and a one-hot row picks its style exactly."""
+        tables = self.tables() if tables is None else tables
+        return {name: (style.to(t.device, t.dtype).unsqueeze(-1) * t).sum(-2) for name, t in tables.items()}
+
+    def run_with(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The network with the norm parameters `params` (from mix) in place of its tables."""
         h, w = x.shape[-2:]
-        return self.net(pad_to_multiple(x, 4, minimum=16))[..., :h, :w]
+        out = torch.func.functional_call(self.net, params, (pad_to_multiple(x, 4, minimum=16),))
+        return out[..., :h, :w]
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """`style`: weights over the model's styles (see mix); None for the one style of a one-style model."""
+        if style is None:
+            if self.styles != 1:
+                raise ValueError(f"this network holds {self.styles} styles: say which (style weights)")
+            style = torch.ones(1)
+        return self.run_with(x, self.mix(style))
+
+    def baked(self, style: torch.Tensor) -> TransformerNet:
+        """A one-style network whose norms hold the parameters of `style`: what export writes."""
+        one = TransformerNet(self.arch)
+        mixed = {f"net.{name}": value.detach().unsqueeze(0) for name, value in self.mix(style).items()}
+        one.load_state_dict({**self.state_dict(), **mixed})
+        return one.eval().requires_grad_(False)
+
+
+def model_styles(payload: dict[str, Any], path: Path) -> list[str]:
+    """The names of the styles a model file holds, in the order of its norm tables' rows."""
+    styles = payload.get("styles")
+    if styles is None:  # a one-style file from before multi-style models
+        return [str(payload.get("style") or path.stem)]
+    if (not isinstance(styles, list) or not styles or not all(isinstance(s, str) and s for s in styles)
+            or len(set(styles)) != len(styles)):
+        raise ModelError(f"{path}: 'styles' must be a list of distinct style names")
+    return styles
 
 
 def load_transformer(path: Path) -> tuple[TransformerNet, dict[str, Any]]:
     payload = load_model(path, "johnson")
+    styles = model_styles(payload, path)
     try:
-        net = TransformerNet(JohnsonArch(**payload["arch"]))
+        net = TransformerNet(JohnsonArch(**payload["arch"]), len(styles))
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise ModelError(f"{path}: johnson model does not match its architecture ({e})") from None
-    return net.eval().requires_grad_(False), payload
+    return net.eval().requires_grad_(False), {**payload, "styles": styles}
+
+
+def save_transformer(path: Path, net: TransformerNet, styles: list[str], style_images: list[str],
+                     **identity: Any) -> Path:
+    """A model file of `net` and the names of its styles. One style is written as a plain instance norm's (C,)
+    parameters under format version 1, which stransfer before multi-style models reads too; several styles need
+    version 2."""
+    state = net.state_dict()
+    if len(styles) == 1:
+        state = {k: v[0] if k.removeprefix("net.") in net.table_names else v for k, v in state.items()}
+        identity = {**identity, "style": styles[0], "style_image": style_images[0]}
+    return save_model(path, "johnson", state, format_version=1 if len(styles) == 1 else MULTISTYLE_FORMAT_VERSION,
+                      styles=styles, style_images=style_images, **identity)
+
+
+def style_code(held: list[str], picked: list[str], weights: list[float] | None, model: str) -> torch.Tensor:
+    """Weights over a model's styles (`held`) for styles picked by name, blended by `weights` (normalised;
+    equal when None). Nothing picked: the one style of a one-style model."""
+    listing = ", ".join(held)
+    if not picked:
+        if len(held) > 1:
+            raise UsageError(f"--model {model} holds {len(held)} styles: pick one with -s NAME or blend several "
+                             f"with -s A -s B [--style-blend 0.7,0.3] ({listing})")
+        picked = held
+    if weights is not None and len(weights) != len(picked):
+        raise UsageError(f"--style-blend has {len(weights)} weights for {len(picked)} style{'s' * (len(picked) > 1)}")
+    code = torch.zeros(len(held))
+    for name, weight in zip(picked, weights or [1 / len(picked)] * len(picked)):
+        if name not in held:
+            hint = ("; -m johnson takes style names, not style images" if Path(name).suffix or "/" in name
+                    else "")
+            raise UsageError(f"--model {model} holds no style '{name}' (its styles: {listing}){hint}")
+        code[held.index(name)] += weight
+    return code
 
 
 @dataclass(frozen=True)
@@ -130,40 +240,60 @@ class JohnsonConfig:
 BYTES_PER_PIXEL = 500
 
 
+@dataclass
+class StyleChoice(Styles):
+    """Johnson's styles: picked by name among those its model holds, mixed once into norm parameters."""
+
+    names: list[str] = field(default_factory=list)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 class Johnson:
     name: ClassVar[str] = "johnson"
 
-    def __init__(self, net: TransformerNet, runtime: Runtime, tile: str = "auto", tile_overlap: int = 96) -> None:
+    def __init__(self, net: TransformerNet, runtime: Runtime, tile: str = "auto", tile_overlap: int = 96,
+                 styles: list[str] | None = None, style_weights: list[float] | None = None,
+                 model: str = "model") -> None:
         self.net, self.runtime = net.to(runtime.device), runtime
         self.tile, self.tile_overlap = tile, tile_overlap
         self.norms = [m for m in self.net.modules() if isinstance(m, InstanceNorm)]
+        self.held = styles or [f"style{i}" for i in range(net.styles)]
+        self.style_weights, self.model = style_weights, model
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         with self.runtime.autocast():
-            return self.net(x.to(self.runtime.device)).float().clamp(0, 1).cpu()
+            return self.net.run_with(x.to(self.runtime.device), params).float().clamp(0, 1).cpu()
 
-    def prepare(self, styles: list[torch.Tensor]) -> Styles:
-        if styles:
-            raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image")
-        return Styles([])
+    def prepare(self, styles: list[Any]) -> StyleChoice:
+        """The styles of the model picked by name (none: the one style of a one-style model), blended by the
+        run's --style-blend weights."""
+        if any(not isinstance(s, str) for s in styles):
+            raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image "
+                             "(a model holding several styles picks them by name: -s NAME)")
+        code = style_code(self.held, list(styles), self.style_weights, self.model)
+        with torch.no_grad():
+            return StyleChoice([], names=list(styles), params=self.net.mix(code))
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
+        if not isinstance(styles, StyleChoice):  # plain Styles([]): what prepare([]) picks
+            styles = self.prepare([])
         h, w = content.shape[-2:]
         tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=4)
         if not tile:
-            return self._run(content)
+            return self._run(content, styles.params)
         outs = []
+        run = functools.partial(self._run, params=styles.params)
         for image in content.split(1):
             # Statistics of the whole picture (downscaled only as far as memory requires), then every tile
             # normalised with them: tiles normalised by their own statistics would each get their own colours.
             for norm in self.norms:
                 norm.recording = True
-            self._run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
+            run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
             for norm in self.norms:
                 norm.recording = False
             try:
-                outs.append(tiling.apply(image, tile, self.tile_overlap, self._run, multiple=4))
+                outs.append(tiling.apply(image, tile, self.tile_overlap, run, multiple=4))
             finally:
                 for norm in self.norms:
                     norm.frozen = None
@@ -172,8 +302,10 @@ class Johnson:
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
     tiling.check(config.tile, config.tile_overlap)
-    net, _ = load_transformer(find_model(config.model))
-    return Johnson(net, runtime, config.tile, config.tile_overlap)
+    net, payload = load_transformer(find_model(config.model))
+    return Johnson(net, runtime, config.tile, config.tile_overlap, payload["styles"], inputs.style_weights,
+                   config.model)
 
 
-SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True)
+SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True,
+                  named_styles=True)

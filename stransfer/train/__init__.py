@@ -54,8 +54,18 @@ def read_init(kind: str, name_or_path: str) -> dict[str, Any]:
         payload = load_model(path, kind)
     except WeightsError as e:
         raise UsageError(f"--init {e}") from None
-    return {"path": str(path.resolve()), "lineage": lineage_of(payload),
+    init = {"path": str(path.resolve()), "lineage": lineage_of(payload),
             "arch": payload.get("arch"), "backbone": payload.get("backbone")}
+    if kind == "johnson":
+        from stransfer.engines.johnson import model_styles
+
+        try:
+            styles = model_styles(payload, path)
+        except WeightsError as e:
+            raise UsageError(f"--init {e}") from None
+        images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
+        init.update(styles=styles, style_images=[str(i) for i in images])
+    return init
 
 
 def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
@@ -72,44 +82,59 @@ def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any
     return {"seed": seed, **inherited, **flags}
 
 
-# What each task reads and writes: "file" and "folder" inputs must exist; "out" must not.
-TASK_INPUTS = {"johnson": {"style": "file", "data": "folder", "out": "out"},
+# What each task reads and writes: "files" (one or more) and "folder" inputs must exist; "out" must not.
+TASK_INPUTS = {"johnson": {"style": "files", "data": "folder", "out": "out"},
                "adain": {"content_data": "folder", "style_data": "folder", "out": "out"}}
+Inputs = dict[str, Path | list[Path] | None]
 
 
-def start(kind: str, inputs: dict[str, Path | None], flags: dict[str, Any], toml: Path | None, init: str | None,
-          run_dir: Path | None, runtime: dict[str, Any], world: World = World()) -> Path:
-    """Check a new run's inputs and settings and write its run folder (on the main rank); its path."""
-    missing = [k for k in TASK_INPUTS[kind] if inputs.get(k) is None]
+def _check_inputs(kind: str, inputs: Inputs, world: World) -> dict[str, list[Path]]:
+    missing = [k for k in TASK_INPUTS[kind] if inputs.get(k) in (None, [])]
     if missing:
         wanted = ", ".join("--" + k.replace("_", "-") for k in TASK_INPUTS[kind])
         raise UsageError(f"train {kind} needs {wanted} (or --resume RUN_DIR)")
-    paths = {k: Path(v) for k, v in inputs.items() if v is not None}
+    paths = {k: [Path(p) for p in (v if isinstance(v, list) else [v])] for k, v in inputs.items() if v is not None}
     for key, kind_of in TASK_INPUTS[kind].items():
-        flag, path = "--" + key.replace("_", "-"), paths[key]
-        if kind_of == "file" and not path.is_file():
-            raise UsageError(f"{flag} {path}: no such file")
-        if kind_of == "folder" and not path.is_dir():
-            raise UsageError(f"{flag} {path}: not a folder")
-        if kind_of == "out" and path.exists() and world.is_main:
-            raise UsageError(f"{path} already exists: choose another --out or remove it")
+        flag = "--" + key.replace("_", "-")
+        for path in paths[key]:
+            if kind_of == "files" and not path.is_file():
+                raise UsageError(f"{flag} {path}: no such file")
+            if kind_of == "folder" and not path.is_dir():
+                raise UsageError(f"{flag} {path}: not a folder")
+            if kind_of == "out" and path.exists() and world.is_main:
+                raise UsageError(f"{path} already exists: choose another --out or remove it")
+    return paths
+
+
+def start(kind: str, inputs: Inputs, flags: dict[str, Any], toml: Path | None, init: str | None,
+          run_dir: Path | None, runtime: dict[str, Any], world: World = World(), add_style: bool = False) -> Path:
+    """Check a new run's inputs and settings and write its run folder (on the main rank); its path.
+    `add_style`: the style images are new styles for the --init model, and only their norm parameters train."""
+    paths = _check_inputs(kind, inputs, world)
+    if add_style and init is None:
+        raise UsageError("--add-style adds styles to a trained model: give it with --init MODEL")
     start_from = read_init(kind, init) if init is not None else None
+    if kind == "johnson":
+        from stransfer.train.johnson import check_styles
+
+        check_styles(paths["style"], start_from, add_style)
     cfg = config_mod.build(config_type(kind), toml, init_overrides(start_from, flags) if start_from else flags)
-    name = paths["style"].stem if kind == "johnson" else paths["out"].stem
-    run_dir = run_dir or Path("runs") / f"{kind}-{name}"
+    name = "+".join(p.stem for p in paths["style"]) if kind == "johnson" else paths["out"][0].stem
+    run_dir = run_dir or Path("runs") / f"{kind}-{name[:80]}"
     if world.is_main:
-        new_run(kind, run_dir, cfg, {k: str(v.resolve()) for k, v in paths.items()}, runtime, start_from)
+        recorded = {k: [str(p.resolve()) for p in v] if len(v) > 1 else str(v[0].resolve()) for k, v in paths.items()}
+        new_run(kind, run_dir, cfg, recorded, runtime, start_from, add_style)
     return run_dir
 
 
-def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str], runtime: dict[str, Any],
-            init: dict[str, Any] | None = None) -> None:
+def new_run(kind: str, run_dir: Path, cfg: Any, inputs: dict[str, str | list[str]], runtime: dict[str, Any],
+            init: dict[str, Any] | None = None, add_style: bool = False) -> None:
     """Write the run's config.json; refuse a folder that already holds a run (resume it instead)."""
     if (run_dir / RUN_CONFIG).exists() or (run_dir / CHECKPOINT).exists():
         raise UsageError(f"{run_dir} already holds a training run: continue it with --resume {run_dir}, "
                          "or choose another --run-dir")
     record = {"task": kind, "config": config_mod.as_dict(cfg), "inputs": inputs, "runtime": runtime,
-              "init": init}
+              "init": init, **({"add_style": True} if add_style else {})}
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / RUN_CONFIG, "w") as f:
         json.dump(record, f, indent=2)
@@ -128,7 +153,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     # A hand-edited or foreign file must fail here, in one line, not as a KeyError deep in the run.
     if (not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in RUN_RECORD_KEYS.items())
             or not all(isinstance(record["runtime"].get(k), str) for k in ("device", "precision"))
-            or not all(isinstance(v, str) for v in record["inputs"].values())):
+            or not all(isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(p, str) for p in v))
+                       for v in record["inputs"].values())):
         raise UsageError(f"{run_dir}/{RUN_CONFIG}: not a run record (an object with "
                          f"{', '.join(RUN_RECORD_KEYS)})")
     return record
@@ -144,7 +170,7 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
     cfg = config_mod.build(config_type(kind), None, overrides)
     settings = record["runtime"]
     runtime = runtime_for(make_runtime(device or settings["device"], settings["precision"], threads, cfg.seed), world)
-    inputs = {k: Path(v) for k, v in record["inputs"].items()}
+    inputs = {k: [Path(p) for p in v] if isinstance(v, list) else [Path(v)] for k, v in record["inputs"].items()}
 
     layers = ((*cfg.content_layers, *losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers).taps)
               if kind == "johnson" else (ENCODER_LAYER,))
@@ -156,8 +182,8 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
     if kind == "adain":
         from stransfer.train.adain import AdainTask
 
-        content_train, content_held = split(list_images(inputs["content_data"]))
-        style_train, style_held = split(list_images(inputs["style_data"]))
+        content_train, content_held = split(list_images(inputs["content_data"][0]))
+        style_train, style_held = split(list_images(inputs["style_data"][0]))
         # Previews come from held-out images; a folder too small to hold any out previews training images.
         task = AdainTask(cfg, runtime, backbone, content_train, style_train, content_held or content_train,
                          style_held or style_train, world.rank)
@@ -165,22 +191,23 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
         from stransfer.train.johnson import JohnsonTask
 
         try:
-            style = load_image(inputs["style"]).rgb
+            styles = [load_image(p).rgb for p in inputs["style"]]
         except InputError as e:
             raise UsageError(f"style {e}") from None
-        train_files, held_out = split(list_images(inputs["data"]))
-        task = JohnsonTask(cfg, runtime, backbone, style, inputs["style"], train_files, held_out or train_files,
-                           world.rank)
+        train_files, held_out = split(list_images(inputs["data"][0]))
+        frozen = (record["init"]["styles"], record["init"]["style_images"]) if record.get("add_style") else None
+        task = JohnsonTask(cfg, runtime, backbone, styles, inputs["style"], train_files, held_out or train_files,
+                           world.rank, frozen)
     init = record.get("init")
     if init and not resume:
-        _load_init(task.model, Path(init["path"]), kind)
-    out = inputs.get("out")
+        _load_init(task, Path(init["path"]), kind)
+    out = inputs["out"][0] if "out" in inputs else None
     return train(task, cfg, runtime, run_dir, out, on_event, resume=resume, world=world,
                  lineage=init["lineage"] if init else [])
 
 
-def _load_init(model: Any, path: Path, kind: str) -> None:
+def _load_init(task: Task, path: Path, kind: str) -> None:
     try:
-        model.load_state_dict(load_model(path, kind)["state_dict"])
+        task.load_init(load_model(path, kind)["state_dict"])
     except (KeyError, RuntimeError) as e:
         raise UsageError(f"--init {path}: does not fit this run's network ({str(e).splitlines()[0]})") from None

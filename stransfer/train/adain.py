@@ -62,6 +62,10 @@ class AdainTask:
         self.preview_pairs = list(zip(load_previews(preview_content, cfg.crop_size),
                                       load_previews(preview_style, cfg.crop_size)))
 
+    def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Start from a trained decoder's weights (--init)."""
+        self.model.load_state_dict(state_dict)
+
     def identity_items(self) -> int:
         """How many items of each batch are reconstructed rather than stylised (they need no style crop)."""
         return self.cfg.batch_size // 4 if self.cfg.identity_weight > 0 else 0

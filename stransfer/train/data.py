@@ -102,3 +102,15 @@ def load_previews(files: list[Path], long_side: int, count: int = 4) -> list[tor
         if len(previews) == count:
             break
     return previews
+
+
+def balanced_choices(count: int, batch_size: int, seed: int, step: int, rank: int = 0) -> list[int]:
+    """Which of `count` choices (styles) each item of batch `step` takes: a pure function of (seed, step, rank),
+    like the batches, in which every `count` items in a row, counted across batches, hold each choice once, in an
+    order shuffled afresh for each such round."""
+    choices = []
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        round_, index = divmod(position, count)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + round_ * 7919 + rank * 104_729 + 1)
+        choices.append(int(torch.randperm(count, generator=g)[index]))
+    return choices

@@ -1,4 +1,5 @@
-"""Training a Johnson network for one style: perceptual losses from the shared backbone and loss functions."""
+"""Training a Johnson network for one style or several (conditional instance norm), or adding styles to a trained
+one: perceptual losses from the shared backbone and loss functions."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, param
 from stransfer.device import Runtime
-from stransfer.engines.johnson import JohnsonArch, TransformerNet
+from stransfer.errors import UsageError
+from stransfer.engines.johnson import JohnsonArch, TransformerNet, save_transformer
 from stransfer.images import fit_long_side, grid, resize
-from stransfer.train.data import CropSampler, load_previews
+from stransfer.train.data import CropSampler, balanced_choices, load_previews
 from stransfer.train.loop import TrainConfig
-from stransfer.weights import save_model
 
 
 @dataclass(frozen=True)
@@ -47,44 +49,152 @@ class JohnsonTrainConfig(TrainConfig):
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
 
+class NewStyles(nn.Module):
+    """`--add-style`: a trained network, frozen, beside scales and shifts for `count` new styles, the only weights
+    that train (Dumoulin et al. 2017: a style costs 2 x C parameters per norm). The new rows start from the mean
+    of the trained styles' rows, a style the network already renders, rather than from an identity norm."""
+
+    def __init__(self, base: TransformerNet, count: int) -> None:
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.new = nn.ParameterDict({self._key(name): nn.Parameter(t.detach().mean(0, keepdim=True).repeat(count, 1))
+                                     for name, t in base.tables().items()})
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "_")  # ParameterDict keys cannot hold dots
+
+    def restart_new(self) -> None:
+        """New rows from the mean of the base's rows again (after the base's weights were loaded)."""
+        with torch.no_grad():
+            for name, t in self.base.tables().items():
+                self.new[self._key(name)].copy_(t.mean(0, keepdim=True).expand_as(self.new[self._key(name)]))
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        return {name: torch.cat([t, self.new[self._key(name)]]) for name, t in self.base.tables().items()}
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.base.run_with(x, self.base.mix(style, self.tables()))
+
+    def merged(self) -> TransformerNet:
+        """One network holding the base's styles and the new ones."""
+        net = TransformerNet(self.base.arch, self.base.styles + next(iter(self.new.values())).shape[0])
+        tables = {f"net.{name}": t.detach() for name, t in self.tables().items()}
+        net.load_state_dict({**self.base.state_dict(), **tables})
+        return net
+
+
 class JohnsonTask:
+    """One network for the styles `style_paths` (several: Dumoulin et al.'s conditional instance norm, each item
+    of a batch trained for one style, every style equally often), or, given `frozen` (the names and image names of
+    a trained model's styles), only the norm parameters of the new styles beside them (--add-style)."""
+
     name = "johnson"
 
-    def __init__(self, cfg: JohnsonTrainConfig, runtime: Runtime, backbone: VGGFeatures, style: torch.Tensor,
-                 style_path: Path, train_files: list[Path], preview_files: list[Path], rank: int = 0) -> None:
-        self.cfg, self.runtime, self.backbone, self.style_path = cfg, runtime, backbone, style_path
-        self.model = TransformerNet(JohnsonArch(cfg.width, cfg.residual_blocks))
+    def __init__(self, cfg: JohnsonTrainConfig, runtime: Runtime, backbone: VGGFeatures, styles: list[torch.Tensor],
+                 style_paths: list[Path], train_files: list[Path], preview_files: list[Path], rank: int = 0,
+                 frozen: tuple[list[str], list[str]] | None = None) -> None:
+        self.cfg, self.runtime, self.backbone, self.rank = cfg, runtime, backbone, rank
+        self.style_paths, self.frozen = style_paths, frozen
+        arch = JohnsonArch(cfg.width, cfg.residual_blocks)
+        # Rows of the norm tables before the styles this run trains (all of them but with --add-style).
+        self.offset = len(frozen[0]) if frozen else 0
+        self.model: nn.Module = (NewStyles(TransformerNet(arch, self.offset), len(styles)) if frozen
+                                 else TransformerNet(arch, len(styles)))
         self.sampler = CropSampler(train_files, cfg.image_size, cfg.seed, rank)
         self.objective = losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers)
         self.taps = set(cfg.content_layers) | self.objective.taps
-        style = resize(style, fit_long_side(style.shape[-2], style.shape[-1], cfg.style_size))
-        with torch.no_grad(), runtime.autocast():
-            self.style_targets = self.objective.targets(backbone(style.to(runtime.device), self.objective.taps))
+        self.style_targets = [self._targets(style) for style in styles]  # once per style
         self.previews = load_previews(preview_files, cfg.image_size)
 
-    def batch(self, step: int) -> torch.Tensor:
-        # Channels-last, like the networks (loop.place).
-        return self.sampler.batch(step, self.cfg.batch_size).to(self.runtime.device, memory_format=torch.channels_last)
+    def _targets(self, style: torch.Tensor) -> dict[str, dict[str, Any]]:
+        style = resize(style, fit_long_side(style.shape[-2], style.shape[-1], self.cfg.style_size))
+        with torch.no_grad(), self.runtime.autocast():
+            return self.objective.targets(self.backbone(style.to(self.runtime.device), self.objective.taps))
 
-    def loss(self, content: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+    def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Start from a trained model's weights (--init)."""
+        if isinstance(self.model, NewStyles):
+            self.model.base.load_state_dict(state_dict)
+            self.model.restart_new()
+        else:
+            self.model.load_state_dict(state_dict)
+
+    def _code(self, ids: list[int]) -> torch.Tensor | None:
+        """Style weights of each item (one-hot rows over the model's styles); None for a one-style network, which
+        then runs exactly as a network without style tables did."""
+        if self.offset == 0 and len(self.style_targets) == 1:
+            return None
+        total = self.offset + len(self.style_targets)
+        return F.one_hot(torch.tensor(ids) + self.offset, total).float().to(self.runtime.device)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[int]]:
+        """Crops and the style each one trains for, both functions of (seed, step) alone. Channels-last, like the
+        networks (loop.place)."""
+        crops = self.sampler.batch(step, self.cfg.batch_size)
+        ids = balanced_choices(len(self.style_targets), self.cfg.batch_size, self.cfg.seed, step, self.rank)
+        return crops.to(self.runtime.device, memory_format=torch.channels_last), ids
+
+    def loss(self, batch: tuple[torch.Tensor, list[int]], model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
+        content, ids = batch
+        code = self._code(ids)
         with self.runtime.autocast():
-            out = model(content)
+            out = model(content) if code is None else model(content, code)
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
         content_term = losses.content_loss(feats, targets)
-        style_term = self.objective(feats, self.style_targets)
+        style_term = self._style_loss(feats, ids)
         tv_term = losses.total_variation(out.float())
         total = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
         return total, {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item(),
                        "total": total.item()}
 
+    def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> torch.Tensor:
+        """Each style's items against that style's targets; the losses are batch means, so each style's is
+        weighted by its share of the batch."""
+        terms = []
+        for s in sorted(set(ids)):
+            items = [i for i, x in enumerate(ids) if x == s]
+            part = feats if len(items) == len(ids) else {k: v[items] for k, v in feats.items()}
+            terms.append(len(items) / len(ids) * self.objective(part, self.style_targets[s]))
+        return torch.stack(terms).sum()
+
     def preview(self) -> torch.Tensor:
-        outs = [self.model(p.to(self.runtime.device)).float().clamp(0, 1).cpu() for p in self.previews]
-        return grid([self.previews, outs])
+        """Held-out images, then a row of outputs for each style this run trains."""
+        rows = [self.previews]
+        for s in range(len(self.style_targets)):
+            code = self._code([s] * len(self.previews))
+            rows.append([(self.model(p.to(self.runtime.device)) if code is None
+                          else self.model(p.to(self.runtime.device), code[0])).float().clamp(0, 1).cpu()
+                         for p in self.previews])
+        return grid(rows)
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
-        save_model(path, "johnson", self.model.state_dict(), arch=dataclasses.asdict(self.model.arch),
-                   style=self.style_path.stem, style_image=self.style_path.name, backbone=self.cfg.backbone,
-                   train_config=as_dict(self.cfg), steps=steps, record=record)
+        net = self.model.merged() if isinstance(self.model, NewStyles) else self.model
+        assert isinstance(net, TransformerNet)
+        names, images = self.frozen or ([], [])
+        save_transformer(path, net, [*names, *(p.stem for p in self.style_paths)],
+                         [*images, *(p.name for p in self.style_paths)], arch=dataclasses.asdict(net.arch),
+                         backbone=self.cfg.backbone, train_config=as_dict(self.cfg), steps=steps, record=record)
+
+
+def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool) -> None:
+    """Style names (the images' stems) must be distinct; --add-style's must be new to the --init model; a run
+    continuing a model (--init without --add-style) trains as many styles as it holds, row for row."""
+    names = [p.stem for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"two style images named '{twice[0]}': a style's name is its file name, so they must differ")
+    if init is None:
+        return
+    held = init["styles"]
+    if add_style:
+        clash = [n for n in names if n in held]
+        if clash:
+            raise UsageError(f"--init {init['path']} already holds style '{clash[0]}' (its styles: {', '.join(held)})")
+    elif len(held) != len(names):
+        raise UsageError(f"--init {init['path']} holds {len(held)} styles ({', '.join(held)}) and -s gives "
+                         f"{len(names)}: continue a model with one -s per style, in its order, or add styles "
+                         "with --add-style")

@@ -62,6 +62,10 @@ class Task(Protocol):
         """The loss of `batch` through `model`: the task's own model, or its DistributedDataParallel wrapper."""
         ...
 
+    def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Start from a trained model's weights (--init), before the first step."""
+        ...
+
     def preview(self) -> torch.Tensor: ...
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None: ...
@@ -143,10 +147,21 @@ def _restore(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, chec
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        _reshape_moments(optimizer)
         _set_rng_state(state["rng"])
         return int(state["step"]), float(state["elapsed"])
     except (KeyError, RuntimeError, ValueError, EOFError) as e:
         raise WeightsError(f"{checkpoint}: cannot resume from it ({type(e).__name__}: {e})") from None
+
+
+def _reshape_moments(optimizer: torch.optim.Optimizer) -> None:
+    """Optimiser state in each parameter's shape. A checkpoint written before Johnson's instance norms became
+    per-style tables holds their Adam moments as (C,), where the parameters are now (1, C): same numbers."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape != p.shape and value.numel() == p.numel():
+                    optimizer.state[p][key] = value.reshape(p.shape)
 
 
 def _preview(task: Task, model: nn.Module, run_dir: Path, step: int) -> None:

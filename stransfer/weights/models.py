@@ -16,6 +16,10 @@ from stransfer.weights.safeload import load_untrusted
 
 MODEL_FORMAT = "stransfer-model"
 MODEL_FORMAT_VERSION = 1
+# Version 2: a johnson model holding several styles (norm parameters styles x C, a `styles` list). Only such
+# files are written as version 2, so every other model stays readable by stransfer from before it.
+MULTISTYLE_FORMAT_VERSION = 2
+READABLE_VERSIONS = (MODEL_FORMAT_VERSION, MULTISTYLE_FORMAT_VERSION)
 # This project's models are a few MB; a file far larger is not what it claims to be.
 MAX_MODEL_BYTES = 256 << 20
 # The repository root when running from a clone; in an installed wheel it is site-packages, holding neither.
@@ -65,9 +69,10 @@ def style_thumbnail(style_image: str) -> str:
     return str(shipped) if shipped.is_file() else f"{Path(style_image).name} (not shipped: licence unknown)"
 
 
-def save_model(path: Path, engine: str, state_dict: Mapping[str, torch.Tensor], **identity: Any) -> Path:
+def save_model(path: Path, engine: str, state_dict: Mapping[str, torch.Tensor],
+               format_version: int = MODEL_FORMAT_VERSION, **identity: Any) -> Path:
     """A model file that rebuilds from itself: engine, format version, architecture, config, record."""
-    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "engine": engine,
+    payload = {"format": MODEL_FORMAT, "format_version": format_version, "engine": engine,
                **identity, "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
     with atomic_write(path) as f:
         torch.save(payload, f)
@@ -80,9 +85,9 @@ def load_model(path: Path, engine: str | None) -> dict[str, Any]:
     payload = load_untrusted(path, MAX_MODEL_BYTES, ModelError, "model file")
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelError(f"{path}: not a stransfer model file")
-    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+    if payload.get("format_version") not in READABLE_VERSIONS:
         raise ModelError(f"{path}: model format version {payload.get('format_version')} is not supported "
-                         f"(this stransfer reads version {MODEL_FORMAT_VERSION})")
+                         f"(this stransfer reads versions {' and '.join(map(str, READABLE_VERSIONS))})")
     if engine is not None and payload.get("engine") != engine:
         raise ModelError(f"{path}: is a model for the '{payload.get('engine')}' engine, not '{engine}'")
     return payload
