@@ -178,8 +178,8 @@ class StyleSwap(OnePass):
 def build(config: SwapConfig, runtime: Runtime, inputs: EngineInputs) -> StyleSwap:
     tiling.check(config.tile, config.tile_overlap)
     if config.stride > config.patch_size:
-        raise ConfigError(f"'stride' must be at most 'patch_size' ({config.patch_size}), or some cells would "
-                          f"have no patch (got {config.stride})")
+        raise ConfigError(f"'stride' must be at most 'patch_size' ({config.patch_size}), or some of the style's "
+                          f"cells would be in no patch (got {config.stride})")
     encoder, decoder = load_networks(config.model, inputs)
     return StyleSwap(SwapTransform(config.patch_size, config.stride), encoder, decoder, runtime, config.alpha,
                      inputs, config.tile, config.tile_overlap)
