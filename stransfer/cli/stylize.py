@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +15,7 @@ from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, M
                                    PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, given,
                                    numbers, scales)
 from stransfer.config import build
-from stransfer.device import make_runtime
+from stransfer.device import Runtime, make_runtime
 
 def _plan(content: list[str], recursive: bool, output: Path, name: str, label: str, method: str) -> list[batch.Item]:
     sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
@@ -30,6 +30,14 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
     for item in items:
         state = "skip (exists)" if skip_existing and item.output.exists() else "write"
         console.stdout.print(f"{item.source} -> {item.output}: {state}")
+
+
+def _runtime(world: distributed.World, verbose: bool, *settings: Any) -> Runtime:
+    """This rank's runtime (device, precision, threads, seed), said once with --verbose."""
+    runtime = distributed.runtime_for(make_runtime(*settings), world)
+    if verbose and world.is_main:
+        console.note(runtime.describe())
+    return runtime
 
 
 def stylize(
@@ -49,14 +57,13 @@ def stylize(
     batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
-    content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None,
-    tv_weight: flags.TvWeight = None, content_layers: flags.ContentLayers = None,
-    style_layers: flags.StyleLayers = None, style_loss: flags.StyleLoss = None, init: flags.Start = None,
-    optimizer: flags.Optimizer = None, scales_: flags.Scales = None, iterations: flags.Iterations = None,
-    plateau: flags.Plateau = None, save_every: flags.SaveEvery = None, style_blend: StyleBlendOpt = None,
-    style_scale: flags.StyleScale = 1.0,
-    mask: flags.Mask = None, preserve_color: flags.PreserveColor = flags.ColorMode["none"],
-    model: flags.Model = None, alpha: flags.Alpha = None, tile: flags.Tile = None,
+    content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None, init: flags.Start = None,
+    content_layers: flags.ContentLayers = None, style_layers: flags.StyleLayers = None, scales_: flags.Scales = None,
+    style_loss: flags.StyleLoss = None, optimizer: flags.Optimizer = None, tv_weight: flags.TvWeight = None,
+    iterations: flags.Iterations = None, plateau: flags.Plateau = None, save_every: flags.SaveEvery = None,
+    style_blend: StyleBlendOpt = None, style_scale: flags.StyleScale = 1.0, mask: flags.Mask = None,
+    preserve_color: flags.PreserveColor = flags.ColorMode["none"], model: flags.Model = None, alpha: flags.Alpha = None,
+    tile: flags.Tile = None,
     tile_overlap: flags.TileOverlap = None, patch_size: flags.PatchSize = None, stride: flags.Stride = None,
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None, verbose: VerboseOpt = False,
@@ -79,9 +86,7 @@ def stylize(
         raise typer.Exit(0)
 
     world = distributed.init()
-    runtime = distributed.runtime_for(make_runtime(device.value, precision.value, threads, seed), world)
-    if verbose and world.is_main:
-        console.note(runtime.describe())
+    runtime = _runtime(world, verbose, device.value, precision.value, threads, seed)
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
         stylizer = api.Stylizer(
