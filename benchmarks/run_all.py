@@ -4,7 +4,7 @@
 
 Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
 all tables to benchmarks/RESULTS.md, replaces the block between the README's `benchmarks:start` and
-`benchmarks:end` markers with them, and redraws docs/gallery.jpg (3 photos x 3 styles x 3 engines).
+`benchmarks:end` markers with them, and redraws docs/gallery.jpg (3 photos x 3 styles x 4 engines).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def run(title: str, args: list[str]) -> str:
 
 
 def make_gallery(path: Path) -> None:
-    """3 contents x 3 styles x 3 engines. Only one photo may ship with the project (examples/SOURCES.md), so
-    the rows are that photo and two crops of it: the river and trees, the houses and tower."""
+    """3 contents x 3 styles x 4 engines (style-swap beside AdaIN). Only one photo may ship with the project
+    (examples/SOURCES.md), so the rows are that photo and two crops of it: the river and trees, the houses and
+    tower."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +48,8 @@ def make_gallery(path: Path) -> None:
         styles = [REPO / "examples" / f"{n}.jpg" for n in ("starry_night", "the_scream", "woman_with_hat_matisse")]
         path.parent.mkdir(exist_ok=True)
         subprocess.run([sys.executable, "-m", "stransfer", "gallery", *sum((["-c", str(p)] for p in rows), []),
-                        *sum((["-s", str(s)] for s in styles), []), "--size", "200", "-o", str(path),
+                        *sum((["-s", str(s)] for s in styles), []), "--methods", "gatys,johnson,adain,swap",
+                        "--size", "200", "-o", str(path),
                         "--overwrite"], cwd=REPO, check=False)
 
 
