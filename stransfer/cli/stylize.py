@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from stransfer import api, batch, console, distributed, images, signals
+from stransfer.cli import clip
 from stransfer.cli import engine_flags as flags
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
                                    PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VggWeightsOpt, given, numbers,
@@ -34,7 +35,8 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
 
 def stylize(
     content: Annotated[list[str], typer.Argument(
-        help="Content images: files, folders, globs, or - to read paths from stdin.", show_default=False)],
+        help="Content images: files, folders, globs, or - to read paths from stdin; or one video clip.",
+        show_default=False)],
     style: Annotated[list[Path] | None, typer.Option("--style", "-s", help="Style image (repeatable).")] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
     output: Annotated[Path, typer.Option(
@@ -46,7 +48,9 @@ def stylize(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
-    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
+    size: Annotated[int | None, typer.Option(
+        help="Long side of the output in pixels (images: 512; video: the clip's own).", show_default=False)] = None,
+    frames: clip.Frames = False, temporal_weight: clip.TemporalWeight = None,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None,
     tv_weight: flags.TvWeight = None, content_layers: flags.ContentLayers = None,
@@ -59,7 +63,7 @@ def stylize(
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Stylise content images: with style images (gatys, adain, swap) or a trained model (johnson)."""
+    """Stylise content images or a video clip: with style images (gatys, adain, swap) or a trained model (johnson)."""
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
                                                    max_pixels=max_pixels, batch_size=batch_size))
     spec = api.engine_spec(method.value)
@@ -70,28 +74,40 @@ def stylize(
                            alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
                            stride=stride)
     cfg = api.engine_config(spec.name, config, **engine_options)
+    make = dict(style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
+                preserve_color=preserve_color.value, config=config, vgg_weights=vgg_weights, max_pixels=max_pixels,
+                **engine_options)
+    runtime = (device.value, precision.value, threads, seed)
+    label = api.output_label(spec.name, [p.stem for p in style or []], cfg)
+    if frames or clip.is_clip(content):
+        clip.check_flags(recursive=recursive, batch_size=batch_size, name=name)
+        raise typer.Exit(clip.run(content, output, frames, spec.name, style, make, runtime, label, options,
+                                  size, temporal_weight, dry_run, as_json))
+    clip.check_flags(temporal_weight=temporal_weight)
     # Outputs are named before any model loads, so --dry-run is instant.
-    items = _plan(content, recursive, output, name, api.output_label(spec.name, [p.stem for p in style or []], cfg),
-                  spec.name)
+    items = _plan(content, recursive, output, name, label, spec.name)
     if dry_run:
         _show_plan(items, skip_existing)
         raise typer.Exit(0)
+    raise typer.Exit(_run_batch(items, spec.name, style, make, runtime, options, as_json))
 
+
+def _run_batch(items: list[batch.Item], method: str, style: list[Path] | None, make: dict[str, Any],
+               runtime_args: tuple[str, str, int | None, int | None], options: batch.BatchOptions,
+               as_json: bool) -> int:
+    """The batch: each item stylised on its own, isolated from the others' failures; the exit code."""
     world = distributed.init()
-    runtime = distributed.runtime_for(make_runtime(device.value, precision.value, threads, seed), world)
+    runtime = distributed.runtime_for(make_runtime(*runtime_args), world)
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
-        stylizer = api.Stylizer(
-            spec.name, style, style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
-            preserve_color=preserve_color.value, config=config, runtime=runtime, vgg_weights=vgg_weights,
-            max_pixels=max_pixels, on_event=render, **engine_options)
+        stylizer = api.Stylizer(method, style, runtime=runtime, on_event=render, **make)
         outcome = batch.run(stylizer, batch.shard(items, world.rank, world.size), options,
                             console.result_printer(as_json), render, stop)
     counts = world.gather_counts(outcome.results)
     if world.rank == 0 and (len(items) > 1 or received or outcome.fatal):
         console.stderr.print(batch.summary(counts, received[0] if received else None, outcome))
     world.shutdown()
-    raise typer.Exit(signals.exit_code(received[0]) if received else 1 if counts["failed"] else 0)
+    return signals.exit_code(received[0]) if received else 1 if counts["failed"] else 0
 
 
 def texture(
