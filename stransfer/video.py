@@ -276,7 +276,8 @@ def clip_writer(path: Path, reader: ClipReader, size: tuple[int, int], overwrite
             writer.finish()
         except av.FFmpegError as e:
             writer.abandon()
-            raise OutputError(f"{path}: cannot encode ({e})") from None
+            kind = DiskFullError if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else OutputError
+            raise kind(f"{path}: cannot encode ({e})") from None
         except BaseException:
             writer.abandon()
             raise

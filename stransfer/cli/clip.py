@@ -3,6 +3,7 @@ stransfer.videorun."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +61,8 @@ def run(content: list[str], output: Path, frames: bool, method: str, style: list
     """Stylise one clip (or folder of frames); print the output, or a JSON line; return the exit code."""
     if frames and len(content) != 1:
         raise UsageError("--frames takes one folder of frames")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("a video runs in one process (its frames depend on each other): run it without torchrun")
     source = Path(content[0])
     target = _target(source, output, frames, label, method)
     config = build(videorun.VideoConfig, None, {"temporal_weight": temporal_weight})
