@@ -38,7 +38,10 @@ class VideoConfig:
     contrast_sigmas: tuple[float, ...] = param((4.0, 1.0), gt=0.0, le=64.0)
     # DIS optical-flow preset (temporal.PRESETS).
     flow: str = param("medium", choices=temporal.PRESETS)
-    # Gatys: weight of the temporal loss beside content (1) and style (5) ...
+    # Gatys: weight of the temporal loss (mean squared pixel difference from the warped previous output, pixels
+    # in [0, 1]) beside content (1) and style (5), both relative errors of order 0.1-1. Per-frame flicker of about
+    # 15/255 is a squared difference near 0.004, so at 200 it costs as much as the content term: enough to hold
+    # the strokes in place while content and style still move them. Reasoned, not yet tuned on a clip.
     temporal_loss_weight: float = param(200.0, ge=0.0, le=1e6)
     # Gatys: evaluations for each frame after the first, at full size only, where the first frame runs the whole
     # coarse-to-fine schedule (45,45,100 by default): the warped start is already stylised.

@@ -21,7 +21,7 @@ Frames = Annotated[bool, typer.Option(
     "-o folder under the same names.", rich_help_panel=VIDEO)]
 TemporalWeight = Annotated[float | None, typer.Option(
     help="Share of the previous output (warped by the motion) in each frame; 0 = each frame on its own "
-    f"[default: {videorun.VideoConfig.temporal_weight}].", show_default=False, rich_help_panel=VIDEO)]
+    f"(default {videorun.VideoConfig.temporal_weight}).", show_default=False, rich_help_panel=VIDEO)]
 
 
 def is_clip(content: list[str]) -> bool:
