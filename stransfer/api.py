@@ -21,7 +21,7 @@ from PIL import Image
 from stransfer import color, images, pipeline
 from stransfer import config as config_mod
 from stransfer.device import Runtime, make_runtime
-from stransfer.engines import ENGINES, EngineInputs, EngineSpec
+from stransfer.engines import ENGINES, EngineInputs, EngineSpec, Guide, refines
 from stransfer.errors import InputError, UsageError
 from stransfer.events import EventCallback, ignore
 
@@ -156,9 +156,18 @@ class Stylizer:
         """Whether equal-size images may be stacked into one pass (not when each recolours the style)."""
         return self.spec.batches and self.preserve_color != "histogram"
 
-    def stylize_tensor(self, content: torch.Tensor, on_event: EventCallback = ignore) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] at the size wanted -> stylised, same shape, on the CPU."""
-        return pipeline.stylize(self.engine, content, self.styles, self.preserve_color, on_event)
+    @property
+    def refines(self) -> bool:
+        """Whether the engine continues from a previous frame (stylize_tensor's `guide`): Gatys does."""
+        return refines(self.engine)
+
+    def stylize_tensor(self, content: torch.Tensor, on_event: EventCallback = ignore,
+                       guide: Guide | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] at the size wanted -> stylised, same shape, on the CPU. `guide`: a video frame
+        after the first, for an engine that `refines`."""
+        if guide is not None and not self.refines:
+            raise UsageError(f"-m {self.spec.name} does not continue from a previous frame")
+        return pipeline.stylize(self.engine, content, self.styles, self.preserve_color, on_event, guide)
 
     def __call__(self, content: ImageLike, size: int | None = 512, on_event: EventCallback = ignore) -> Image.Image:
         """Stylise one image, its long side resized to `size` (None: as it is); alpha is kept."""

@@ -41,6 +41,11 @@ def _umask() -> int:
     return mask
 
 
+def new_file_mode() -> int:
+    """The mode a plain new file gets under the process's umask (mkstemp's are 0600)."""
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path, mode: str = "wb", replace: bool = True) -> Iterator[IO[Any]]:
     """Yield a file object; on clean exit it becomes `path`, on any error it vanishes.
@@ -51,7 +56,7 @@ def atomic_write(path: Path, mode: str = "wb", replace: bool = True) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; outputs should look like any other file
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

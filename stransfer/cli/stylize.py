@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from stransfer import api, batch, console, distributed, images, signals
+from stransfer.cli import clip
 from stransfer.cli import engine_flags as flags
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
                                    PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, given,
@@ -32,17 +34,10 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
         console.stdout.print(f"{item.source} -> {item.output}: {state}")
 
 
-def _runtime(world: distributed.World, verbose: bool, *settings: Any) -> Runtime:
-    """This rank's runtime (device, precision, threads, seed), said once with --verbose."""
-    runtime = distributed.runtime_for(make_runtime(*settings), world)
-    if verbose and world.is_main:
-        console.note(runtime.describe())
-    return runtime
-
-
 def stylize(
     content: Annotated[list[str], typer.Argument(
-        help="Content images: files, folders, globs, or - to read paths from stdin.", show_default=False)],
+        help="Content images: files, folders, globs, or - to read paths from stdin; or one video clip.",
+        show_default=False)],
     style: Annotated[list[Path] | None, typer.Option(
         "--style", "-s", help="Style image (repeatable); -m johnson: a style NAME its model holds.")] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
@@ -55,7 +50,9 @@ def stylize(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
-    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = 512,
+    size: Annotated[int | None, typer.Option(
+        help="Long side of the output in pixels (images: 512; video: the clip's own).", show_default=False)] = None,
+    frames: clip.Frames = False, temporal_weight: clip.TemporalWeight = None,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
     content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None, init: flags.Start = None,
     content_layers: flags.ContentLayers = None, style_layers: flags.StyleLayers = None, scales_: flags.Scales = None,
@@ -68,7 +65,7 @@ def stylize(
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None, verbose: VerboseOpt = False,
 ) -> None:
-    """Stylise content images: with style images (gatys, adain, swap) or a trained model (johnson)."""
+    """Stylise content images or a video clip: with style images (gatys, adain, swap) or a trained model (johnson)."""
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
                                                    max_pixels=max_pixels, batch_size=batch_size))
     spec = api.engine_spec(method.value)
@@ -76,30 +73,56 @@ def stylize(
                            style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
                            style_layers=style_layers, style_loss=style_loss, init=init, optimizer=optimizer,
                            scales=scales(scales_), iterations=iterations, plateau=plateau, save_every=save_every,
-                           model=model, alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
+                           model=model,
+                           alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
                            stride=stride)
     cfg = api.engine_config(spec.name, config, **engine_options)
+    make = dict(style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
+                preserve_color=preserve_color.value, config=config, vgg_weights=vgg_weights, max_pixels=max_pixels,
+                **engine_options)
+    runtime = _runtime_maker(verbose, device.value, precision.value, threads, seed)
+    label = api.output_label(spec.name, style or [], cfg)
+    if frames or clip.is_clip(content):
+        clip.check_flags(recursive=recursive, batch_size=batch_size, name=name)
+        raise typer.Exit(clip.run(content, output, frames, spec.name, style, make, runtime, label, options,
+                                  size, temporal_weight, dry_run, as_json))
+    clip.check_flags(temporal_weight=temporal_weight)
     # Outputs are named before any model loads, so --dry-run is instant.
-    items = _plan(content, recursive, output, name, api.output_label(spec.name, style or [], cfg), spec.name)
+    items = _plan(content, recursive, output, name, label, spec.name)
     if dry_run:
         _show_plan(items, skip_existing)
         raise typer.Exit(0)
+    raise typer.Exit(_run_batch(items, spec.name, style, make, runtime, options, as_json))
 
+
+def _runtime_maker(verbose: bool, *settings: Any) -> Callable[[distributed.World], Runtime]:
+    """What makes a rank's runtime (device, precision, threads, seed) once the run starts; --verbose says it."""
+
+    def make(world: distributed.World) -> Runtime:
+        runtime = distributed.runtime_for(make_runtime(*settings), world)
+        if verbose and world.is_main:
+            console.note(runtime.describe())
+        return runtime
+
+    return make
+
+
+def _run_batch(items: list[batch.Item], method: str, style: list[Path] | None, make: dict[str, Any],
+               make_runtime: Callable[[distributed.World], Runtime], options: batch.BatchOptions,
+               as_json: bool) -> int:
+    """The batch: each item stylised on its own, isolated from the others' failures; the exit code."""
     world = distributed.init()
-    runtime = _runtime(world, verbose, device.value, precision.value, threads, seed)
+    runtime = make_runtime(world)
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
-        stylizer = api.Stylizer(
-            spec.name, style, style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
-            preserve_color=preserve_color.value, config=config, runtime=runtime, vgg_weights=vgg_weights,
-            max_pixels=max_pixels, on_event=render, **engine_options)
+        stylizer = api.Stylizer(method, style, runtime=runtime, on_event=render, **make)
         outcome = batch.run(stylizer, batch.shard(items, world.rank, world.size), options,
                             console.result_printer(as_json), render, stop)
     counts = world.gather_counts(outcome.results)
     if world.rank == 0 and (len(items) > 1 or received or outcome.fatal):
         console.stderr.print(batch.summary(counts, received[0] if received else None, outcome))
     world.shutdown()
-    raise typer.Exit(signals.exit_code(received[0]) if received else 1 if counts["failed"] else 0)
+    return signals.exit_code(received[0]) if received else 1 if counts["failed"] else 0
 
 
 def texture(

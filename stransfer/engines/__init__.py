@@ -52,6 +52,17 @@ def style_set(method: str, styles: list[torch.Tensor], inputs: EngineInputs) -> 
     return Styles(list(styles))
 
 
+@dataclass(frozen=True)
+class Guide:
+    """A video frame after the first, for an engine that optimises its output (Ruder et al. 2016): start from the
+    previous output warped onto this frame, and keep the pixels the flow trusts near it."""
+
+    start: torch.Tensor  # (1, 3, H, W) in [0, 1]: the previous output moved onto this frame
+    mask: torch.Tensor  # (1, 1, H, W) in [0, 1]: 1 where `start` can be trusted (not occluded)
+    weight: float  # weight of the temporal loss, beside the engine's content and style weights
+    evaluations: int  # function evaluations, at the output's size only: the start is already stylised
+
+
 class Engine(Protocol):
     name: ClassVar[str]
 
@@ -63,6 +74,11 @@ class Engine(Protocol):
     def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
         """RGB (1, 3, H, W) in [0, 1] -> stylised RGB of the same size, on the CPU."""
         ...
+
+
+def refines(engine: Engine) -> bool:
+    """Whether the engine can continue from a Guide (a `refine(content, styles, guide, on_event)` method)."""
+    return callable(getattr(engine, "refine", None))
 
 
 @dataclass(frozen=True)

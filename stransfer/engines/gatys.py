@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ from stransfer import losses, tiling
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.config import param
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec, Styles, style_set
+from stransfer.engines import EngineInputs, EngineSpec, Guide, Styles, style_set
 from stransfer.errors import ConfigError
 from stransfer.events import EventCallback, Snapshot, Step, ignore
 from stransfer.images import fit_long_side, resize
@@ -81,6 +82,10 @@ def plateaued(losses: list[float], threshold: float) -> bool:
         return False
     before, now = min(losses[:-PLATEAU_WINDOW]), min(losses)
     return before - now < threshold * abs(before)
+
+
+# A weight and a loss of the pixels added to the objective (the temporal term of a video frame).
+ExtraTerm = tuple[float, Callable[[torch.Tensor], torch.Tensor]]
 
 
 class _Plateau(Exception):
@@ -193,6 +198,23 @@ class Gatys:
         assert x is not None
         return x.detach().clamp(0, 1).cpu()
 
+    def refine(self, content: torch.Tensor, styles: Styles, guide: Guide,
+               on_event: EventCallback = ignore) -> torch.Tensor:
+        """A video frame after the first (Ruder et al. 2016): optimise at the output's size only, from the
+        previous output warped onto this frame, with a temporal loss (mean squared difference from it on the
+        pixels the flow trusts) beside the content and style losses. Never tiled: frames are video-sized."""
+        content = content.to(self.runtime.device)
+        size = tuple(content.shape[-2:])
+        anchor, mask = guide.start.to(content), guide.mask.to(content)
+
+        def temporal(x: torch.Tensor) -> torch.Tensor:
+            return (mask * (x - anchor).pow(2)).sum() / (3 * mask.sum()).clamp_min(1.0)
+
+        x, _ = self._optimize(anchor.clamp(0, 1), content, self.regions(styles, size), guide.evaluations, 0,
+                              guide.evaluations, f"gatys {max(size)} px (from the previous frame)", on_event,
+                              extra=(guide.weight, temporal))
+        return x.detach().clamp(0, 1).cpu()
+
     def _optimize_tiled(self, start: torch.Tensor, content: torch.Tensor, regions: list[Region], evaluations: int,
                         tile: int, done: int, total: int, stage: str,
                         on_event: EventCallback) -> tuple[torch.Tensor, int]:
@@ -218,8 +240,10 @@ class Gatys:
             return self.backbone(image.contiguous(memory_format=torch.channels_last), taps)
 
     def _optimize(self, start: torch.Tensor, content: torch.Tensor, regions: list[Region], evaluations: int,
-                  done: int, total: int, stage: str, on_event: EventCallback) -> tuple[torch.Tensor, int]:
-        """The optimised image and the evaluations it took (`evaluations`, or fewer once the loss plateaus)."""
+                  done: int, total: int, stage: str, on_event: EventCallback,
+                  extra: ExtraTerm | None = None) -> tuple[torch.Tensor, int]:
+        """The optimised image and the evaluations it took (`evaluations`, or fewer once the loss plateaus);
+        `extra` (weight, loss of the pixels) adds a term, e.g. temporal."""
         cfg = self.config
         with torch.no_grad():
             content_targets = {k: v.float() for k, v in self._features(content, cfg.content_layers).items()}
@@ -237,11 +261,15 @@ class Gatys:
             style_term = torch.stack([self.objective(feats, r.targets, r.mask) for r in regions]).mean()
             tv_term = losses.total_variation(x)
             loss = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
+            terms = {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item()}
+            if extra is not None:
+                extra_term = extra[1](x)
+                loss = loss + extra[0] * extra_term
+                terms["temporal"] = extra_term.item()
             loss.backward()
             history.append(loss.item())
             step = done + len(history)
-            on_event(Step(step, total, {"content": content_term.item(), "style": style_term.item(),
-                                        "tv": tv_term.item(), "total": history[-1]}, stage=stage))
+            on_event(Step(step, total, {**terms, "total": history[-1]}, stage=stage))
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 on_event(Snapshot(step, x.detach().clamp(0, 1).cpu()))
             return loss
