@@ -46,6 +46,25 @@ def new_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def publish(tmp: Path, path: Path, replace: bool) -> None:
+    """Move the finished file `tmp` to `path` in one step. With replace=False an existing `path` (say, one that
+    appeared while we computed) is never clobbered: FileExistsError is raised instead."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    # link() refuses an existing target atomically, where exists()+rename() would race.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: fall back to check-then-rename
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path, mode: str = "wb", replace: bool = True) -> Iterator[IO[Any]]:
     """Yield a file object; on clean exit it becomes `path`, on any error it vanishes.
@@ -61,20 +80,7 @@ def atomic_write(path: Path, mode: str = "wb", replace: bool = True) -> Iterator
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            # link() refuses an existing target atomically, where exists()+rename() would race.
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise
-            except OSError:  # a filesystem without hard links: fall back to check-then-rename
-                if path.exists():
-                    raise FileExistsError(path) from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
+        publish(Path(tmp), path, replace)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

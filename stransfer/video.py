@@ -22,7 +22,7 @@ import torch
 
 from stransfer import images
 from stransfer.errors import DiskFullError, InputError, OutputError, UsageError
-from stransfer.fileio import file_problem, new_file_mode
+from stransfer.fileio import file_problem, new_file_mode, publish
 
 # Output extension -> FFmpeg muxer, video encoder and the audio encoder used when the input's audio codec does
 # not fit the container. .m4v is named explicitly: left to guessing, FFmpeg would pick its raw MPEG-4 muxer.
@@ -183,14 +183,10 @@ def _temporary_beside(path: Path, overwrite: bool) -> Iterator[Path]:
     os.chmod(tmp, new_file_mode())
     try:
         yield tmp
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
-            os.unlink(tmp)
+        try:
+            publish(tmp, path, replace=overwrite)
+        except FileExistsError:
+            raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
     except OSError as e:
         kind = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
         raise kind(f"{path}: cannot write ({e.strerror or e})") from None
