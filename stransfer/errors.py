@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class StransferError(Exception):
     """Base class: a problem the user can act on, described in one line."""
@@ -46,3 +48,10 @@ class WeightsError(StransferError):
 class ModelError(UsageError, WeightsError):
     """The model named by --model cannot be used (unknown name, unreadable file, another engine's): a usage
     error (exit code 2), and still a WeightsError for code that handles any weights that will not load."""
+
+
+def write_error(path: object, e: BaseException, verb: str = "write") -> OutputError:
+    """The error for an output that could not be written: DiskFullError (fatal to a batch) when the disk or
+    quota is full, else OutputError."""
+    kind = DiskFullError if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else OutputError
+    return kind(f"{path}: cannot {verb} ({getattr(e, 'strerror', None) or e})")

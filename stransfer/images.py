@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stransfer.errors import DiskFullError, InputError, OutputError, UsageError
+from stransfer.errors import InputError, OutputError, UsageError, write_error
 from stransfer.fileio import atomic_write, file_problem
 
 # Extension -> Pillow format name; the output format follows the output file's extension.
@@ -201,8 +200,7 @@ def save_image(
     except FileExistsError:  # appeared while we computed: still never clobbered
         raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
     except OSError as e:
-        kind = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
-        raise kind(f"{path}: cannot write ({e.strerror or e})") from None
+        raise write_error(path, e) from None
     return path
 
 

@@ -7,6 +7,7 @@ convention of OpenCV: flow(a, b)[y, x] is where the pixel (x, y) of `a` is found
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -19,11 +20,15 @@ from stransfer.errors import UsageError
 PRESETS = ("ultrafast", "fast", "medium")
 
 
-def _cv2() -> ModuleType:
+INSTALL_HINT = "video needs: pip install 'stransfer[video]'"
+
+
+def opencv() -> ModuleType:
+    """OpenCV, or a usage error saying how to install it (part of the optional `video` extra)."""
     try:
         import cv2
     except ImportError:
-        raise UsageError("video needs: pip install 'stransfer[video]'") from None
+        raise UsageError(INSTALL_HINT) from None
     return cv2
 
 
@@ -37,7 +42,7 @@ class FlowEstimator:
     """Dense optical flow with one DIS instance (its buffers are reused frame after frame)."""
 
     def __init__(self, preset: str = "medium") -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         if preset not in PRESETS:
             raise UsageError(f"flow preset must be one of {', '.join(PRESETS)} (got {preset!r})")
         codes = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -49,9 +54,16 @@ class FlowEstimator:
         return self.dis.calc(a, b, None)
 
 
+@functools.lru_cache(maxsize=4)
+def _pixels(h: int, w: int) -> np.ndarray:
+    """Each pixel's (y, x), built once per frame size (it is read-only)."""
+    grid = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
 def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = _pixels(*flow.shape[:2])
     return xs + flow[..., 0], ys + flow[..., 1]
 
 
@@ -60,7 +72,7 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     onto the current one. Lanczos (8x8): a blended output is warped again every frame, so an interpolation's blur
     compounds; on benchmarks/video_flicker.py's johnson clip bilinear cost 0.02 more style ratio than bicubic,
     and bicubic 0.006 more than Lanczos."""
-    cv2 = _cv2()
+    cv2 = opencv()
     map_x, map_y = _grid(flow)
     out = cv2.remap(np.ascontiguousarray(image, dtype=np.float32), map_x, map_y, cv2.INTER_LANCZOS4,
                     borderMode=cv2.BORDER_REPLICATE)
@@ -97,7 +109,7 @@ def keep_contrast(blended: np.ndarray, fresh: np.ndarray, sigma: float, max_gain
     changes slowly from frame to frame and brings little flicker back. sigma 0 = off."""
     if sigma <= 0:
         return blended
-    cv2 = _cv2()
+    cv2 = opencv()
 
     def local_mean(x: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(x, (0, 0), sigma).reshape(x.shape)

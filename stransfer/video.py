@@ -5,7 +5,6 @@ and renamed on success, so a failed run never leaves a partial clip or folder.""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
@@ -20,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from stransfer import images
-from stransfer.errors import DiskFullError, InputError, OutputError, UsageError
+from stransfer import images, temporal
+from stransfer.errors import InputError, OutputError, UsageError, write_error
 from stransfer.fileio import file_problem, new_file_mode, publish
+from stransfer.temporal import INSTALL_HINT
 
 # Output extension -> FFmpeg muxer, video encoder and the audio encoder used when the input's audio codec does
 # not fit the container. .m4v is named explicitly: left to guessing, FFmpeg would pick its raw MPEG-4 muxer.
@@ -33,7 +33,6 @@ CONTAINERS = {
 }
 VIDEO_SUFFIXES = frozenset(CONTAINERS)
 FRAME_NAME = re.compile(r"frame_(\d+)\.png", re.IGNORECASE)
-INSTALL_HINT = "video needs: pip install 'stransfer[video]'"
 # x264's constant quality: 18 is "visually lossless" to most eyes; the stylised strokes are the content here.
 X264_OPTIONS = {"crf": "18", "preset": "medium"}
 
@@ -54,10 +53,7 @@ def _av() -> ModuleType:
 def require() -> None:
     """Both optional video packages importable (PyAV, OpenCV), or one usage error saying how to install them."""
     _av()
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
+    temporal.opencv()
 
 
 def frame_to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -86,6 +82,11 @@ class ClipInfo:
     frames: int  # declared by the container; 0 when it does not say
     duration: float  # seconds; 0 when unknown
     has_audio: bool
+
+    @property
+    def expected_frames(self) -> int:
+        """The declared frame count, else one estimated from duration and rate (0 when neither is known)."""
+        return self.frames or round(self.duration * self.fps)
 
 
 def _open_failure(path: Path, e: Exception) -> InputError:
@@ -164,7 +165,7 @@ class ClipReader:
 
     def _check_complete(self, count: int) -> None:
         info = self.info
-        expected = info.frames or round(info.duration * info.fps)
+        expected = info.expected_frames
         # A declared count is exact; one estimated from the duration may be off by a frame.
         slack = 0 if info.frames else 1
         if count == 0 or count < expected - slack:
@@ -188,8 +189,7 @@ def _temporary_beside(path: Path, overwrite: bool) -> Iterator[Path]:
         except FileExistsError:
             raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
     except OSError as e:
-        kind = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
-        raise kind(f"{path}: cannot write ({e.strerror or e})") from None
+        raise write_error(path, e) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -272,8 +272,7 @@ def clip_writer(path: Path, reader: ClipReader, size: tuple[int, int], overwrite
             writer.finish()
         except av.FFmpegError as e:
             writer.abandon()
-            kind = DiskFullError if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else OutputError
-            raise kind(f"{path}: cannot encode ({e})") from None
+            raise write_error(path, e, "encode") from None
         except BaseException:
             writer.abandon()
             raise
@@ -311,12 +310,12 @@ def frames_writer(folder: Path, overwrite: bool) -> Iterator[Path]:
         folder.mkdir(exist_ok=True)
         for path in sorted(staging.iterdir()):
             target = folder / path.name
-            if target.exists() and not overwrite:
-                raise OutputError(f"{target}: already exists (pass --overwrite to replace it)")
-            os.replace(path, target)
+            try:
+                publish(path, target, replace=overwrite)
+            except FileExistsError:
+                raise OutputError(f"{target}: already exists (pass --overwrite to replace it)") from None
     except OSError as e:
-        kind = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
-        raise kind(f"{folder}: cannot write ({e.strerror or e})") from None
+        raise write_error(folder, e) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -110,7 +110,7 @@ def stylize_clip(stylizer: Stylizer, source: Path, output: Path, config: VideoCo
     with video.ClipReader(source) as reader:
         info = reader.info
         h, w = output_size(info.height, info.width, size, even=True)
-        total = info.frames or round(info.duration * info.fps) or 1
+        total = info.expected_frames or 1
         count = 0
         with video.clip_writer(output, reader, (h, w), overwrite) as writer:
             for kind, item in reader.packets():

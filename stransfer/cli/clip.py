@@ -56,7 +56,7 @@ def _target(source: Path, output: Path, frames: bool, label: str, method: str) -
 
 
 def run(content: list[str], output: Path, frames: bool, method: str, style: list[Path] | None,
-        make: dict[str, Any], make_runtime: Callable[[distributed.World], Runtime], label: str,
+        make: dict[str, Any], new_runtime: Callable[[distributed.World], Runtime], label: str,
         options: batch.BatchOptions, size: int | None, temporal_weight: float | None, dry_run: bool,
         as_json: bool) -> int:
     """Stylise one clip (or folder of frames); print the output, or a JSON line; return the exit code."""
@@ -74,7 +74,7 @@ def run(content: list[str], output: Path, frames: bool, method: str, style: list
     video.require()
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
-        stylizer = api.Stylizer(method, style, runtime=make_runtime(distributed.World()), on_event=render, **make)
+        stylizer = api.Stylizer(method, style, runtime=new_runtime(distributed.World()), on_event=render, **make)
         if frames:
             result = videorun.stylize_frames(stylizer, source, target, config, size, options.overwrite,
                                              options.max_pixels, render)

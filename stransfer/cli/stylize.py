@@ -108,11 +108,11 @@ def _runtime_maker(verbose: bool, *settings: Any) -> Callable[[distributed.World
 
 
 def _run_batch(items: list[batch.Item], method: str, style: list[Path] | None, make: dict[str, Any],
-               make_runtime: Callable[[distributed.World], Runtime], options: batch.BatchOptions,
+               new_runtime: Callable[[distributed.World], Runtime], options: batch.BatchOptions,
                as_json: bool) -> int:
     """The batch: each item stylised on its own, isolated from the others' failures; the exit code."""
     world = distributed.init()
-    runtime = make_runtime(world)
+    runtime = new_runtime(world)
     stop = threading.Event()
     with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
         stylizer = api.Stylizer(method, style, runtime=runtime, on_event=render, **make)

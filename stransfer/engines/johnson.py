@@ -144,7 +144,9 @@ class TransformerNet(nn.Module):
         """The norm parameters of `style`, weights over the styles: (N,) for a whole batch, (B, N) per image.
         A product and sum, not a matmul, so autocast leaves them fp32 and a one-hot row picks its style exactly."""
         tables = self.tables() if tables is None else tables
-        return {name: (style.to(t.device, t.dtype).unsqueeze(-1) * t).sum(-2) for name, t in tables.items()}
+        first = next(iter(tables.values()))
+        weights = style.to(first.device, first.dtype).unsqueeze(-1)  # moved once, not once per table
+        return {name: (weights * t).sum(-2) for name, t in tables.items()}
 
     def run_with(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """The network with the norm parameters `params` (from mix) in place of its tables."""
@@ -154,11 +156,14 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         """`style`: weights over the model's styles (see mix); None for the one style of a one-style model."""
+        tables = self.tables()
         if style is None:
-            if self.styles != 1:
-                raise ValueError(f"this network holds {self.styles} styles: say which (style weights)")
-            style = torch.ones(1)
-        return self.run_with(x, self.mix(style))
+            rows = next(iter(tables.values())).shape[0]
+            if rows != 1:
+                raise ValueError(f"this network holds {rows} styles: say which (style weights)")
+            # The one row itself: what mixing with weight 1 gives, without a product per table every pass.
+            return self.run_with(x, {name: t[0] for name, t in tables.items()})
+        return self.run_with(x, self.mix(style, tables))
 
     def baked(self, style: torch.Tensor) -> TransformerNet:
         """A one-style network whose norms hold the parameters of `style`: what export writes."""

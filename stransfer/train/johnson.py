@@ -56,9 +56,10 @@ class NewStyles(nn.Module):
 
     def __init__(self, base: TransformerNet, count: int) -> None:
         super().__init__()
-        self.base = base.requires_grad_(False)
-        self.new = nn.ParameterDict({self._key(name): nn.Parameter(t.detach().mean(0, keepdim=True).repeat(count, 1))
+        self.base, self.count = base.requires_grad_(False), count
+        self.new = nn.ParameterDict({self._key(name): nn.Parameter(t.detach().new_empty(count, t.shape[1]))
                                      for name, t in base.tables().items()})
+        self.restart_new()
 
     @staticmethod
     def _key(name: str) -> str:
@@ -78,7 +79,7 @@ class NewStyles(nn.Module):
 
     def merged(self) -> TransformerNet:
         """One network holding the base's styles and the new ones."""
-        net = TransformerNet(self.base.arch, self.base.styles + next(iter(self.new.values())).shape[0])
+        net = TransformerNet(self.base.arch, self.base.styles + self.count)
         tables = {f"net.{name}": t.detach() for name, t in self.tables().items()}
         net.load_state_dict({**self.base.state_dict(), **tables})
         return net
