@@ -173,6 +173,14 @@ class ClipReader:
                              "(truncated or damaged file)")
 
 
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """A finished file to its place; without overwrite an existing one (even one that appeared meanwhile) stays."""
+    try:
+        publish(tmp, path, replace=overwrite)
+    except FileExistsError:
+        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
+
+
 @contextlib.contextmanager
 def _temporary_beside(path: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary path in `path`'s folder that becomes `path` on clean exit and vanishes on any error;
@@ -184,10 +192,7 @@ def _temporary_beside(path: Path, overwrite: bool) -> Iterator[Path]:
     os.chmod(tmp, new_file_mode())
     try:
         yield tmp
-        try:
-            publish(tmp, path, replace=overwrite)
-        except FileExistsError:
-            raise OutputError(f"{path}: already exists (pass --overwrite to replace it)") from None
+        _move_into_place(tmp, path, overwrite)
     except OSError as e:
         raise write_error(path, e) from None
     finally:
@@ -309,11 +314,7 @@ def frames_writer(folder: Path, overwrite: bool) -> Iterator[Path]:
         yield staging
         folder.mkdir(exist_ok=True)
         for path in sorted(staging.iterdir()):
-            target = folder / path.name
-            try:
-                publish(path, target, replace=overwrite)
-            except FileExistsError:
-                raise OutputError(f"{target}: already exists (pass --overwrite to replace it)") from None
+            _move_into_place(path, folder / path.name, overwrite)
     except OSError as e:
         raise write_error(folder, e) from None
     finally:
