@@ -29,6 +29,7 @@ from stransfer import weights
 from stransfer.engines.adain import Decoder
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTrainConfig
+from timing import peak_rss
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -65,18 +66,6 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     if done.returncode:
         raise SystemExit(f"failed: {' '.join(args)}\n{done.stderr}")
     return time.perf_counter() - start, done.stdout
-
-
-def peak_rss(args: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run and measure with wait4 ourselves, so the kernel's peak RSS of exactly that child is read."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # child: become the command
-        os.execve(sys.executable, [sys.executable, "-m", "stransfer", *args, "--overwrite"], env)
-    _, status, usage = os.wait4(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(args)}")
-    return time.perf_counter() - start, usage.ru_maxrss * 1024
 
 
 def main() -> None:

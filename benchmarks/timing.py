@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -39,3 +41,17 @@ def speed_options(doc: str) -> tuple[argparse.Namespace, torch.device, list[str]
     device = make_runtime(args.device).device
     # Emulated bf16 (CPUs without AVX-512 BF16 or AMX) runs about 400x slower than fp32: minutes per call.
     return args, device, ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+
+
+def peak_rss(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of `python -m stransfer ARGS --overwrite` in a fresh process, read with
+    wait4 ourselves so the kernel's peak of exactly that child is counted (start-up and image buffers too)."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # child: become the command, its stdout (the paths it wrote) silenced
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.execve(sys.executable, [sys.executable, "-m", "stransfer", *args, "--overwrite"], env)
+    _, status, usage = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(args)}")
+    return time.perf_counter() - start, usage.ru_maxrss * 1024
