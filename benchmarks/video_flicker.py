@@ -138,7 +138,7 @@ def main() -> None:
         base = base or f
         ratio = style_ratio(net, inputs, outputs, style, args.every)
         per_frame = result.seconds / result.frames
-        print(f"| {weight:g} | {f:.2f} | {f / base:.2f} | {ratio:.3f} | {per_frame:.3f} | {per_frame / single:.2f} "
+        print(f"| {weight:g} | {f:.2f} | {f / base:.2f} | {ratio:.4f} | {per_frame:.3f} | {per_frame / single:.2f} "
               f"| {len(outputs)}/{len(inputs)} | {info.fps == info_in.fps} ({Fraction(info.fps)}) | "
               f"{info.duration:.2f} s | {result.audio} |", flush=True)
 

@@ -135,6 +135,19 @@ def style_patches(features: torch.Tensor, stride: int = 1) -> torch.Tensor:
     return p[0].T.reshape(-1, features.shape[1], MRF_PATCH, MRF_PATCH).contiguous()
 
 
+def mrf_stride(height: int, width: int, budget: int) -> int:
+    """The smallest step between style patches that keeps their number within `budget`."""
+    stride = 1
+    while math.ceil((height - MRF_PATCH + 1) / stride) * math.ceil((width - MRF_PATCH + 1) / stride) > budget:
+        stride += 1
+    return stride
+
+
+def mrf_targets(features: torch.Tensor, budget: int) -> torch.Tensor:
+    """A style layer's patches for the mrf loss: every one where the budget allows, else every 2nd, 3rd, ..."""
+    return style_patches(features, mrf_stride(features.shape[-2], features.shape[-1], budget))
+
+
 def nearest_patches(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
     """For each 3x3 patch position of `features` (B, C, H, W), the index of the style patch with the highest
     normalised cross-correlation (B, H-2, W-2). The style patches, divided by their norms, are the filters of
@@ -167,13 +180,15 @@ def mrf_loss(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHU
 class StyleLoss:
     """One style loss, layer by layer: a target from the style's features, the loss of the output's features
     against it (per batch item; `mask` None, or (B, 1, H, W) where it accepts masks), and how the targets of
-    several styles blend. `layers` names its own layers where the method prescribes them."""
+    several styles blend. `layers` names its own layers where the method prescribes them; `scale` is what one
+    unit of its weight counts, so that every loss at weight 1 and the default style weight strikes a balance."""
 
     targets: Callable[[torch.Tensor], Any]
     loss: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
     blend: Callable[[list[Any], list[float]], Any]
     masks: bool = False
     layers: tuple[str, ...] | None = None
+    scale: float = 1.0
 
 
 def _average(targets: list[Any], weights: list[float]) -> Any:
@@ -197,9 +212,16 @@ def _stats_term(features: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor
 # c of the polynomial kernel: with features scaled as in gram(), 1 weighs the channel means about as much as
 # the second moments at relu1_2 and less deeper down; 0 would be the Gram loss exactly.
 MMD_POLY_C = 1.0
-# Style patches are taken every 2 pixels: a quarter of the candidates, so a 512 px style at relu3_1 gives 4k
-# patches instead of 16k and an evaluation at 512 px stays in seconds on a CPU.
-MRF_STRIDE = 2
+# Style patches per layer: all of them while they number at most this, else every 2nd (3rd, ...) pixel's. A
+# 256 px style then gives every patch at relu3_1 and relu4_1, and a 512 px style every 2nd at relu3_1 (2.5k
+# instead of 10k, so an evaluation at 512 px stays in seconds on a CPU) and all at relu4_1. With patches every
+# 2 pixels at every size, small styles had too few candidates (160 at relu4_1 for a 256 px style): the nearest
+# ones were far from the photo's patches, and the output lost the photo's structure to take the style.
+MRF_PATCH_BUDGET = 4096
+# mrf's weight counts this much (benchmarks/style_losses.py, tubingen x starry_night, default schedule): at the
+# full weight its output kept far less of the photo than Gram's (content distance 0.71 against 0.35 at 512 px);
+# at 0.4: style ratio 0.47, content 0.30 at 512 px, and 0.44 / 0.38 at 256 px (Gram: 0.39), where 0.5 gave 0.53.
+MRF_SCALE = 0.4
 
 STYLE_LOSSES: dict[str, StyleLoss] = {
     # Gatys et al. 2016: Gram matrices (second moments of the features).
@@ -211,9 +233,10 @@ STYLE_LOSSES: dict[str, StyleLoss] = {
                           lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average),
     # Risser et al. 2017: per-channel histograms (blended as quantile functions).
     "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average),
-    # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches.
-    "mrf": StyleLoss(lambda f: style_patches(f, MRF_STRIDE), lambda f, t, m: mrf_loss(f, t),
-                     lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1")),
+    # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches. Weighed like
+    # Gram, it pulls the photo apart (MRF_SCALE).
+    "mrf": StyleLoss(lambda f: mrf_targets(f, MRF_PATCH_BUDGET), lambda f, t, m: mrf_loss(f, t),
+                     lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1"), scale=MRF_SCALE),
 }
 
 
@@ -275,5 +298,5 @@ class StyleObjective:
         for name, weight in self.terms:
             loss = STYLE_LOSSES[name]
             per_layer = [loss.loss(features[layer], target, mask).mean() for layer, target in targets[name].items()]
-            total = total + weight * torch.stack(per_layer).mean()
+            total = total + weight * loss.scale * torch.stack(per_layer).mean()
         return total

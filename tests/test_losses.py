@@ -30,7 +30,7 @@ def test_content_and_style_losses_vanish_only_at_their_targets():
     other = {k: v + 0.3 * torch.rand_like(v) for k, v in feats.items()}
     assert losses.content_loss(feats, feats) == 0
     assert losses.content_loss(other, feats) > 0
-    for name in losses.STYLE_LOSSES:  # mrf takes patches every MRF_STRIDE pixels: tested on its own below
+    for name in losses.STYLE_LOSSES:  # mrf has layers of its own: tested on its own below
         if name != "mrf":
             objective = losses.StyleObjective.parse(name, ("a", "b"))
             targets = objective.targets(feats)
@@ -97,6 +97,27 @@ def test_mrf_finds_the_nearest_patch_by_correlation_and_chunks_agree():
     assert losses.nearest_patches(scaled, patches).item() == 7
 
 
+def test_mrf_takes_every_style_patch_within_its_budget_and_thins_them_beyond():
+    assert losses.mrf_stride(6, 6, budget=16) == 1  # 4 x 4 patches
+    assert losses.mrf_stride(7, 6, budget=16) == 2  # 5 x 4 = 20 > 16; every 2nd: 3 x 2
+    assert losses.mrf_stride(130, 82, budget=4096) == 2  # a 512 px style at relu3_1: 64 x 40 = 2560
+    style = torch.rand(1, 3, 11, 11)
+    assert losses.mrf_targets(style, budget=81).shape[0] == 81
+    thinned = losses.mrf_targets(style, budget=80)  # 81 > 80: every 2nd patch, 5 x 5
+    torch.testing.assert_close(thinned, losses.style_patches(style, stride=2))
+    assert thinned.shape[0] == 25
+
+
+def test_mrf_weight_counts_its_scale():
+    style = {"relu3_1": torch.rand(1, 4, 6, 6), "relu4_1": torch.rand(1, 4, 5, 5)}
+    out = {k: v + 0.3 * torch.rand_like(v) for k, v in style.items()}
+    targets = losses.StyleObjective.parse("mrf", ()).targets(style)
+    raw = sum(losses.mrf_loss(out[k], targets["mrf"][k]).mean() for k in style) / 2
+    for spec, weight in (("mrf", 1.0), ("mrf:2", 2.0)):
+        objective = losses.StyleObjective.parse(spec, ())
+        torch.testing.assert_close(objective(out, targets), weight * losses.MRF_SCALE * raw)
+
+
 def test_style_loss_specs_parse_or_say_what_is_wrong():
     assert losses.parse_style_loss("gram") == (("gram", 1.0),)
     assert losses.parse_style_loss("gram:1, histogram:0.5") == (("gram", 1.0), ("histogram", 0.5))
@@ -117,7 +138,7 @@ def test_blends_average_targets_and_mrf_pools_patches():
     mrf = losses.StyleObjective.parse("mrf", ())
     pooled = mrf.blend([mrf.targets({"relu3_1": a, "relu4_1": a}), mrf.targets({"relu3_1": b, "relu4_1": b})],
                        [0.5, 0.5])
-    assert pooled["mrf"]["relu3_1"].shape[0] == 2 * losses.style_patches(a, losses.MRF_STRIDE).shape[0]
+    assert pooled["mrf"]["relu3_1"].shape[0] == 2 * losses.style_patches(a).shape[0]
 
 
 def test_masked_gram_with_full_mask_equals_gram():

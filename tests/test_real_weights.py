@@ -176,14 +176,21 @@ def test_eval_matches_an_independent_implementation(vgg16_state, real_home, tmp_
     assert ours["content_own_style_distance"] == pytest.approx(own, rel=0.01)
 
 
-@pytest.mark.parametrize("style_loss", ["gram", "meanstd", "mmd-poly", "histogram", "mrf", "gram:1,histogram:1"])
-def test_every_style_loss_takes_the_style_at_256px(scorer, real_home, tmp_path, capsys, style_loss):
+SHORT = ("0.5,1", "20,30")
+# mrf grows its motifs at the coarse scales: two of them reach 0.53 of the photo's style distance, three 0.47.
+THREE_SCALES = ("0.25,0.5,1", "40,40,30")
+
+
+@pytest.mark.parametrize(("style_loss", "schedule"), [("gram", SHORT), ("meanstd", SHORT), ("mmd-poly", SHORT),
+                                                      ("histogram", SHORT), ("mrf", THREE_SCALES),
+                                                      ("gram:1,histogram:1", SHORT)])
+def test_every_style_loss_takes_the_style_at_256px(scorer, real_home, tmp_path, capsys, style_loss, schedule):
     """Each style loss, through the command line, at least halves the photo's own style distance (the
-    reference metric) at 256 px, on a short two-scale schedule."""
+    reference metric) at 256 px, on a short schedule."""
     out = tmp_path / "out.png"
     content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
     run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "256", "--style-loss", style_loss,
-            "--scales", "0.5,1", "--iterations", "20,30", "--device", "cpu", "--seed", "0")
+            "--scales", schedule[0], "--iterations", schedule[1], "--device", "cpu", "--seed", "0")
     result = images.load_image(out).rgb
     scores = metrics.score(scorer, result, images.load_image(content).rgb, images.load_image(style).rgb)
     assert scores.style <= 0.5 * scores.content_own_style, scores
