@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, default=REPO / "examples" / "tubingen.jpg")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--weights", default=str(videorun.VideoConfig.temporal_weight),
-                        help="temporal weights to compare with per-frame (0), comma-separated")
+    parser.add_argument("--weights", help="temporal weights to compare with per-frame (0), comma-separated "
+                        "(default: the engine's own, videorun.config_for)")
     parser.add_argument("--every", type=int, default=15, help="style metric on every N-th frame")
     parser.add_argument("--iterations", help="gatys: evaluations per scale for the first / per-frame runs")
     parser.add_argument("--threads", type=int, default=1)
@@ -127,9 +127,10 @@ def main() -> None:
           "duration | audio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     base = None
-    for weight in [0.0] + [float(w) for w in args.weights.split(",") if float(w) > 0]:
+    weights_to_try = args.weights or str(videorun.config_for(args.method).temporal_weight)
+    for weight in [0.0] + [float(w) for w in weights_to_try.split(",") if float(w) > 0]:
         out = work / f"out_{weight}.mp4"
-        cfg = videorun.VideoConfig(temporal_weight=weight)
+        cfg = videorun.config_for(args.method, weight)
         result = videorun.stylize_clip(stylizer, source, out, cfg)
         outputs = decoded(out)
         with video.ClipReader(out) as r:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from stransfer import images, temporal, video
-from stransfer.config import param
+from stransfer.config import build, param
 from stransfer.engines import Guide
 from stransfer.errors import UsageError
 from stransfer.events import EventCallback, Step, ignore
@@ -27,12 +27,13 @@ class VideoConfig:
     """How consecutive frames are tied together; 0 for temporal_weight stylises each frame on its own."""
 
     # Feed-forward engines: the share of the previous output (warped onto the frame) in each new one, where the
-    # flow is reliable. benchmarks/video_flicker.py, johnson starry_night, 480p, the first 40 frames of the 5 s
-    # clip, against per-frame (flicker 15.0, style ratio 0.530): 0.6 -> flicker x0.46, style ratio +0.047;
-    # 0.55 -> x0.51, +0.041 (the bar: at most half the flicker, at most 0.05 more style ratio).
+    # flow is reliable (johnson's own: METHOD_DEFAULTS). benchmarks/video_flicker.py, adain x starry_night,
+    # the 5 s 480p clip: 0.6 -> flicker x0.42 of per-frame, style ratio 0.003 better (the bar: at most half the
+    # flicker, at most 0.05 more style ratio).
     temporal_weight: float = param(0.6, ge=0.0, le=0.95)
     # Feed-forward engines: the scales, in pixels, at which the blend's local contrast is brought back to the
-    # fresh output's (temporal.keep_contrast), coarse then fine; () turns it off. On the same frames at 0.6:
+    # fresh output's (temporal.keep_contrast), coarse then fine; () turns it off. johnson, the clip's first 40
+    # frames, at 0.6:
     # (2,) with bicubic warps -> style ratio +0.079, (4, 1) -> +0.053, and +0.047 with Lanczos warps; on the 1 s
     # clip (faster motion), no contrast kept at all -> +0.096.
     contrast_sigmas: tuple[float, ...] = param((4.0, 1.0), gt=0.0, le=64.0)
@@ -46,6 +47,16 @@ class VideoConfig:
     # Gatys: evaluations for each frame after the first, at full size only, where the first frame runs the whole
     # coarse-to-fine schedule (45,45,100 by default): the warped start is already stylised.
     refine_iterations: int = param(40, ge=1, le=100_000)
+
+
+# Engines whose measured best differs from VideoConfig's defaults. johnson starry_night, the same clip: 0.6 ->
+# flicker x0.38, style ratio +0.056 (over the bar); 0.5 -> x0.47, +0.050.
+METHOD_DEFAULTS: dict[str, dict[str, float]] = {"johnson": {"temporal_weight": 0.5}}
+
+
+def config_for(method: str, temporal_weight: float | None = None) -> VideoConfig:
+    """The video settings for an engine: its own defaults, then the --temporal-weight flag where given."""
+    return build(VideoConfig, None, {"temporal_weight": temporal_weight}, defaults=METHOD_DEFAULTS.get(method))
 
 
 @dataclass(frozen=True)

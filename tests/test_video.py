@@ -178,6 +178,13 @@ def test_temporal_weight_zero_is_per_frame_stylisation(tiny_johnson):
     assert not torch.equal(outs[2], per_frame[2])
 
 
+def test_each_engine_blends_at_its_own_measured_weight_unless_told():
+    assert videorun.config_for("johnson").temporal_weight == 0.5
+    assert videorun.config_for("adain").temporal_weight == videorun.VideoConfig().temporal_weight == 0.6
+    assert videorun.config_for("johnson", 0.2).temporal_weight == 0.2
+    assert videorun.config_for("adain", 0.0).temporal_weight == 0.0
+
+
 def test_gatys_frames_after_the_first_start_from_the_previous_output(random_weights_file):
     stylizer = api.Stylizer("gatys", torch.rand(1, 3, 40, 40), device="cpu", vgg_weights=random_weights_file,
                             scales="1", iterations="3", seed=0)

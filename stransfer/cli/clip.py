@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from stransfer import api, batch, console, distributed, signals, video, videorun
-from stransfer.config import build
 from stransfer.device import Runtime
 from stransfer.errors import UsageError
 
@@ -22,7 +21,8 @@ Frames = Annotated[bool, typer.Option(
     "-o folder under the same names.", rich_help_panel=VIDEO)]
 TemporalWeight = Annotated[float | None, typer.Option(
     help="Share of the previous output (warped by the motion) in each frame; 0 = each frame on its own "
-    f"(default {videorun.VideoConfig.temporal_weight}).", show_default=False, rich_help_panel=VIDEO)]
+    f"(default {videorun.METHOD_DEFAULTS['johnson']['temporal_weight']} for johnson, "
+    f"{videorun.VideoConfig.temporal_weight} otherwise).", show_default=False, rich_help_panel=VIDEO)]
 
 
 def is_clip(content: list[str]) -> bool:
@@ -66,7 +66,7 @@ def run(content: list[str], output: Path, frames: bool, method: str, style: list
         raise UsageError("a video runs in one process (its frames depend on each other): run it without torchrun")
     source = Path(content[0])
     target = _target(source, output, frames, label, method)
-    config = build(videorun.VideoConfig, None, {"temporal_weight": temporal_weight})
+    config = videorun.config_for(method, temporal_weight)
     if dry_run or (options.skip_existing and target.exists()):
         state = "skip (exists)" if options.skip_existing and target.exists() else "write"
         console.stdout.print(f"{source} -> {target}: {state}")
