@@ -57,11 +57,11 @@ def main() -> None:
                 cmd = ["stylize", str(photo), "-s", str(style), "-o", str(out), "-m", "gatys", "--size",
                        str(args.size), "--style-loss", spec, *args.flags.split()]
                 seconds, rss = peak_rss(cmd, dict(os.environ))
-                scores = metrics.score(scorer, images.load_image(out).rgb, images.load_image(photo).rgb,
-                                       images.load_image(style).rgb)
+                result = images.load_image(out).rgb
+                scores = metrics.score(scorer, result, images.load_image(photo).rgb, images.load_image(style).rgb)
                 rows.append((seconds, rss / 1e9, scores.style_ratio, scores.content))
                 if column == 0:
-                    first_pair_cells.append(gallery.Cell(images.load_image(out).rgb, f"{spec} · "
+                    first_pair_cells.append(gallery.Cell(result, f"{spec} · "
                                                          f"{scores.style_ratio:.2f} / {scores.content:.2f}"))
                 print(f"| {spec} | {photo.stem} x {style.stem} | {seconds:.0f} | {rss / 1e9:.2f} | "
                       f"{scores.style_ratio:.3f} | {scores.content:.3f} |", flush=True)
