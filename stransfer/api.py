@@ -193,7 +193,7 @@ def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int
     """A `size` x `height` texture of the style image(s), from seeded noise (Gatys et al. 2015, with Risser et
     al.'s histogram loss by default). The style is seen at the texture's size, but never enlarged: a texture
     bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
-    from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture
+    from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture, texture_canvas
 
     height = config_mod.check("--height", height or size, ge=16, le=16384)
     config_mod.check("--size", size, ge=16, le=16384)
@@ -203,8 +203,9 @@ def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int
                            defaults=TEXTURE_DEFAULTS)
     styles = load_styles(style)
     scale = style_scale or min(1.0, max(styles[0].shape[-2:]) / max(size, height)) if styles else 1.0
+    canvas = max(texture_canvas(height, size)[:2])  # the engine sizes the style against this canvas
     runtime = make_runtime(device, precision, threads, 0 if seed is None else seed)
     engine = spec.build(cfg, runtime, EngineInputs(
-        style_weights=parse_blend(style_blend), style_scale=scale,
+        style_weights=parse_blend(style_blend), style_scale=scale * max(size, height) / canvas,
         vgg_weights=None if vgg_weights is None else Path(vgg_weights), on_event=on_event))
     return images.to_pil(synthesize_texture(engine, engine.prepare(styles), height, size, on_event))

@@ -8,7 +8,8 @@ from PIL import Image
 
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.engines.gatys import PLATEAU_WINDOW, Gatys, GatysConfig, plateaued
+from stransfer.engines.gatys import (PLATEAU_WINDOW, TEXTURE_DEFAULTS, Gatys, GatysConfig, plateaued,
+                                     synthesize_texture, texture_canvas)
 from stransfer.errors import ConfigError
 from stransfer.events import Snapshot, Step
 
@@ -193,3 +194,20 @@ def test_texture_command_writes_a_seeded_texture_of_the_asked_size(capsys, tmp_p
     assert code == 1 and "exists" in one_error_line(err)
     code, _, err = cli(capsys, *args, "--style-loss", "gramm", "-o", tmp_path / "c.png")
     assert code == 2 and "unknown style loss 'gramm'" in one_error_line(err)
+
+
+def test_a_texture_is_the_middle_of_a_larger_canvas():
+    asked = []
+
+    class RecordingEngine:  # what synthesize_texture uses of an engine: its config and stylize
+        config = dataclasses.replace(GatysConfig(), **TEXTURE_DEFAULTS)
+
+        def stylize(self, blank, styles, on_event):
+            asked.append(tuple(blank.shape[-2:]))
+            return torch.arange(blank.numel(), dtype=torch.float32).reshape(blank.shape)
+
+    out = synthesize_texture(RecordingEngine(), None, 40, 96)
+    height, width, margin = texture_canvas(40, 96)
+    assert asked == [(height, width)] and (height, width, margin) == (46, 102, 3)
+    canvas = torch.arange(3 * height * width, dtype=torch.float32).reshape(1, 3, height, width)
+    assert torch.equal(out, canvas[..., 3:43, 3:99])

@@ -296,14 +296,29 @@ class Gatys:
 # from noise. Gram alone lets colours wash out and drift in long runs; Risser's histogram term holds them.
 TEXTURE_DEFAULTS = {"content_weight": 0.0, "init": "noise", "style_loss": "gram:1,histogram:1"}
 
+# VGG's zero padding shows the network where the canvas ends, and the optimiser paints edge strokes there: a
+# texture from Starry Night at 1024 px had a darker frame (the outer 8 px 9% darker than the middle) and the
+# painting's village along its bottom edge. So the canvas is this fraction of its long side larger on every
+# side, and the margin is cropped away.
+TEXTURE_MARGIN = 1 / 32
+
+
+def texture_canvas(height: int, width: int) -> tuple[int, int, int]:
+    """(canvas height, canvas width, margin) for a height x width texture."""
+    margin = round(max(height, width) * TEXTURE_MARGIN)
+    return height + 2 * margin, width + 2 * margin, margin
+
 
 def synthesize_texture(engine: Gatys, styles: Styles, height: int, width: int,
                        on_event: EventCallback = ignore) -> torch.Tensor:
-    """A height x width texture of the engine's style(s), from its seeded noise; the engine's config should
-    weigh content at 0 (TEXTURE_DEFAULTS), so the blank stand-in for a photo constrains nothing."""
+    """A height x width texture of the engine's style(s), from its seeded noise, cut from the middle of a
+    larger canvas (texture_canvas; the engine's style_scale is relative to the canvas). The engine's config
+    should weigh content at 0 (TEXTURE_DEFAULTS), so the blank stand-in for a photo constrains nothing."""
     if engine.config.content_weight != 0:
         raise ConfigError("a texture has no content image: 'content_weight' must be 0")
-    return engine.stylize(torch.zeros(1, 3, height, width), styles, on_event)
+    canvas_height, canvas_width, margin = texture_canvas(height, width)
+    canvas = engine.stylize(torch.zeros(1, 3, canvas_height, canvas_width), styles, on_event)
+    return canvas[..., margin:margin + height, margin:margin + width]
 
 
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
