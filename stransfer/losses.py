@@ -181,7 +181,9 @@ class StyleLoss:
     """One style loss, layer by layer: a target from the style's features, the loss of the output's features
     against it (per batch item; `mask` None, or (B, 1, H, W) where it accepts masks), and how the targets of
     several styles blend. `layers` names its own layers where the method prescribes them; `scale` is what one
-    unit of its weight counts, so that every loss at weight 1 and the default style weight strikes a balance."""
+    unit of its weight counts, so that every loss at weight 1 and the default style weight strikes a balance;
+    `extra_bytes_per_pixel` is the memory an evaluation needs per output pixel beyond the Gram loss's (fp32,
+    benchmarks/gatys_memory.py), which the Gatys engine's tiling budgets for."""
 
     targets: Callable[[torch.Tensor], Any]
     loss: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
@@ -189,6 +191,7 @@ class StyleLoss:
     masks: bool = False
     layers: tuple[str, ...] | None = None
     scale: float = 1.0
+    extra_bytes_per_pixel: int = 0
 
 
 def _average(targets: list[Any], weights: list[float]) -> Any:
@@ -231,13 +234,14 @@ STYLE_LOSSES: dict[str, StyleLoss] = {
     "meanstd": StyleLoss(lambda f: mean_std(f), _stats_term, _average, masks=True),
     # Li et al. 2017: squared MMD with a polynomial kernel (a mixture of styles is the average of both moments).
     "mmd-poly": StyleLoss(lambda f: (gram(f), f.float().mean(dim=(2, 3))),
-                          lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average),
-    # Risser et al. 2017: per-channel histograms (blended as quantile functions).
-    "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average),
+                          lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average, extra_bytes_per_pixel=100),
+    # Risser et al. 2017: per-channel histograms (blended as quantile functions); the sort keeps copies.
+    "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average, extra_bytes_per_pixel=600),
     # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches. Weighed like
     # Gram, it pulls the photo apart (MRF_SCALE).
     "mrf": StyleLoss(lambda f: mrf_targets(f, MRF_PATCH_BUDGET), lambda f, t, m: mrf_loss(f, t),
-                     lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1"), scale=MRF_SCALE),
+                     lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1"), scale=MRF_SCALE,
+                     extra_bytes_per_pixel=1200),
 }
 
 
@@ -278,6 +282,10 @@ class StyleObjective:
     @property
     def taps(self) -> set[str]:
         return {layer for name, _ in self.terms for layer in self.layers(name)}
+
+    @property
+    def extra_bytes_per_pixel(self) -> int:
+        return max(STYLE_LOSSES[name].extra_bytes_per_pixel for name, _ in self.terms)
 
     @property
     def takes_masks(self) -> bool:

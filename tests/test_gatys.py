@@ -8,8 +8,9 @@ from PIL import Image
 
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.engines.gatys import (PLATEAU_WINDOW, TEXTURE_DEFAULTS, Gatys, GatysConfig, plateaued,
-                                     synthesize_texture, texture_canvas)
+from stransfer import tiling
+from stransfer.engines.gatys import (BYTES_PER_PIXEL, PLATEAU_WINDOW, TEXTURE_DEFAULTS, Gatys, GatysConfig,
+                                     plateaued, synthesize_texture, texture_canvas)
 from stransfer.errors import ConfigError
 from stransfer.events import Snapshot, Step
 
@@ -159,6 +160,19 @@ def test_tiled_scale_optimises_every_tile_and_blends_them(random_vgg16):
     assert steps[-1].step == steps[-1].total == 3 + 6 * 2
     assert any("tile 6/6" in e.stage for e in steps)
     assert out.shape == (1, 3, 96, 128) and 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("spec, auto_tiles", [("gram", 1), ("histogram", 4), ("gram:1,histogram:1", 4)])
+def test_auto_tiling_budgets_for_the_style_loss_memory(random_vgg16, monkeypatch, spec, auto_tiles):
+    """--tile auto sizes tiles by the engine's bytes per pixel plus what the style loss adds: with a budget that
+    fits 96 x 96 px of a Gram evaluation exactly, the histogram loss (which needs more) is tiled."""
+    monkeypatch.setattr(tiling, "working_budget", lambda: 96 * 96 * BYTES_PER_PIXEL)
+    monkeypatch.setattr(tiling, "MIN_AUTO_TILE", 64)
+    cfg = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(1,), style_loss=spec, tile_overlap=8)
+    engine = Gatys(cfg, make_runtime("cpu"), random_vgg16)
+    steps = []
+    engine.stylize(structured(2, 96, 96), engine.prepare([structured(1)]), steps.append)
+    assert steps[-1].total == auto_tiles
 
 
 @pytest.mark.parametrize("spec", ["gram", "meanstd", "mmd-poly", "histogram", "mrf", "gram:1,histogram:1"])

@@ -65,9 +65,12 @@ class GatysConfig:
     tile_overlap: int = param(96, ge=0)
 
 
-# Working set per pixel of one evaluation (forward and backward through VGG16 to relu4_3): peak RSS at
-# 1024 px was 1.33 GB above that at 512 px, about 1.7 kB per added pixel (bf16).
-BYTES_PER_PIXEL = 1800
+# Working set per output pixel, fp32 (bf16 takes less): an evaluation with the Gram loss (forward and backward
+# through VGG16 to relu4_3) 2,800 bytes, plus 2,100 for L-BFGS's 50 history pairs of image-sized vectors and its
+# buffers (benchmarks/gatys_memory.py; the history part from a 1024 px texture's full run, which peaked at
+# 6.97 GB when 1,800 bytes per pixel, a bf16 figure without the history, had let it run untiled). A style loss
+# adds its own (losses.StyleLoss.extra_bytes_per_pixel).
+BYTES_PER_PIXEL = 4900
 
 
 # L-BFGS's loss is not monotone from one evaluation to the next: the plateau rule compares the best loss so
@@ -173,7 +176,8 @@ class Gatys:
     def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
         content = content.to(self.runtime.device)
         plan = self.schedule(*content.shape[-2:])
-        tiles = [tiling.choose_tile(self.config.tile, *size, BYTES_PER_PIXEL, multiple=8) for size, _ in plan]
+        per_pixel = BYTES_PER_PIXEL + self.objective.extra_bytes_per_pixel
+        tiles = [tiling.choose_tile(self.config.tile, *size, per_pixel, multiple=8) for size, _ in plan]
         total = sum(n * len(tiling.regions(*size, tile, self.config.tile_overlap, 8)) if tile else n
                     for (size, n), tile in zip(plan, tiles))
         x, done = None, 0
