@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from stransfer import tiling
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer import tiling
 from stransfer.engines.gatys import (BYTES_PER_PIXEL, PLATEAU_WINDOW, TEXTURE_DEFAULTS, Gatys, GatysConfig,
                                      plateaued, synthesize_texture, texture_canvas)
 from stransfer.errors import ConfigError
