@@ -11,6 +11,7 @@ only after 50, so run `--evaluations 60` to see it. About 6 minutes on 2 AVX2 co
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import tempfile
@@ -36,7 +37,7 @@ def main() -> None:
     height, width = images.load_image(photo).rgb.shape[-2:]
 
     def pixels(side: int) -> int:
-        return images.fit_long_side(height, width, side)[0] * images.fit_long_side(height, width, side)[1]
+        return math.prod(images.fit_long_side(height, width, side))
 
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# Gatys peak RSS per style loss, {args.evaluations} evaluations, single scale, untiled: {machine}, "

@@ -35,11 +35,6 @@ BLOCK = 64
 INSIDE = 32
 
 
-def grey(image: torch.Tensor) -> torch.Tensor:
-    """(1, 1, H, W) luminance of a (1, 3, H, W) image in [0, 1]."""
-    return (image * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
 def frame(g: torch.Tensor) -> tuple[float, float]:
     """Mean grey of the outer 8 px and of the next 8 px, each relative to the middle half (0 = the same)."""
     h, w = g.shape[-2:]
@@ -86,7 +81,7 @@ def block_copies(g: torch.Tensor) -> tuple[float, float]:
 
 
 def describe(name: str, image: torch.Tensor) -> str:
-    g = grey(image)
+    g = images.luminance(image)
     outer, next_ = frame(g)
     line, where = strongest_line(g)
     median, most = block_copies(g)
