@@ -14,13 +14,33 @@ import torch
 Features = Mapping[str, torch.Tensor]
 
 
+class _SelfProduct(torch.autograd.Function):
+    """F F^T for F of shape (B, C, N). Autograd's own backward of bmm(f, f.transpose) takes two products and
+    adds them across layouts (one of them transposed); G is symmetric, so one product does: dF = (dG + dG^T) F.
+    It is computed in F's own layout, so a channels-last feature map gets a channels-last gradient and the sum
+    with the gradient from the next layer stays a plain add (a Gatys evaluation at 512 px: benchmarks/layout.py)."""
+
+    @staticmethod
+    def forward(ctx: Any, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        return torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        sym = (grad + grad.transpose(1, 2)).to(f.dtype)
+        if f.stride(1) == 1:  # channels-last: F^T is the contiguous one; (dG_sym F)^T = F^T dG_sym
+            return torch.bmm(f.transpose(1, 2), sym).transpose(1, 2)
+        return torch.bmm(sym, f)
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix F F^T / (C H W) per batch item, returned in fp32. The product runs in the features' own
     dtype: under bf16 autocast that is bf16 with fp32 accumulation, 12% of a Gatys evaluation saved at 512 px
     with unchanged final distances; fp32 features give an fp32 product."""
     b, c, h, w = features.shape
     f = features.reshape(b, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)).float() / (c * h * w)
+    return _SelfProduct.apply(f).float() / (c * h * w)
 
 
 def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

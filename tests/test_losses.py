@@ -17,6 +17,19 @@ def test_gram_is_fp32_even_for_bf16_features():
     assert losses.gram(f).dtype == torch.float32
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_is_autograds_and_keeps_the_features_layout(layout):
+    torch.manual_seed(0)
+    f = torch.rand(2, 5, 6, 7).contiguous(memory_format=layout).requires_grad_(True)
+    upstream = torch.rand(2, 5, 5)  # not symmetric: the general case, not only the losses' symmetric one
+    (losses.gram(f) * upstream).sum().backward()
+    plain = f.detach().clone().requires_grad_(True)
+    flat = plain.reshape(2, 5, 42)
+    (torch.bmm(flat, flat.transpose(1, 2)) / (5 * 6 * 7) * upstream).sum().backward()
+    torch.testing.assert_close(f.grad, plain.grad)
+    assert f.grad.is_contiguous(memory_format=layout)
+
+
 def test_relative_error_is_zero_at_target_and_scale_free():
     t = torch.rand(2, 3, 4, 4) + 0.1
     assert losses.relative_sq_error(t, t).abs().max() == 0
