@@ -1,8 +1,10 @@
-"""Seconds per Gatys iteration (one forward + backward through VGG16 to relu4_3) at 256 and 512 px, fp32 and bf16.
+"""Seconds per Gatys iteration (one forward + backward through VGG16 to relu4_3) at 256 and 512 px, fp32 and bf16,
+against the bare network: the same forward + backward with no loss (a gradient of ones at relu4_3), fp32.
 
     python benchmarks/gatys_speed.py [--iterations 10] [--device auto] [--threads N]
 
-Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images.
+Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images. About 3 minutes on 2
+AVX2-only cores.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from stransfer import images, weights
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime, native_bf16
 from stransfer.engines.gatys import Gatys, GatysConfig
+from timing import ms_per_call
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+def photo(size: int) -> torch.Tensor:
+    """The Tübingen photo with its long side at `size` (384 x 512 at 512)."""
+    return images.resize_long_side(images.load_image(EXAMPLES / "tubingen.jpg").rgb, size)
+
+
 def seconds_per_iteration(size: int, precision: str, iterations: int, device: str, backbone: VGGFeatures) -> float:
     runtime = make_runtime(device, precision, seed=0)
-    content = images.resize_long_side(images.load_image(EXAMPLES / "tubingen.jpg").rgb, size)
+    content = photo(size)
     style = images.load_image(EXAMPLES / "starry_night.jpg").rgb
     single_scale = dataclasses.replace(GatysConfig(), scales=(1.0,), iterations=(2,))
     engine = Gatys(single_scale, runtime, backbone.to(runtime.device))
@@ -39,6 +47,20 @@ def seconds_per_iteration(size: int, precision: str, iterations: int, device: st
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / iterations
+
+
+def bare_network_seconds(size: int, iterations: int, device: str, backbone: VGGFeatures) -> float:
+    """Forward + backward to the pixels through the engine's network in its layout, nothing else: the floor
+    an evaluation's losses, Grams and optimiser add to."""
+    runtime = make_runtime(device, "fp32", seed=0)
+    net = backbone.to(runtime.device, memory_format=torch.channels_last)
+    x = photo(size).to(runtime.device).requires_grad_(True)  # the iterations' own shape and pixels
+
+    def once() -> None:
+        out = net(x.contiguous(memory_format=torch.channels_last), ["relu4_3"])["relu4_3"]
+        out.backward(torch.ones_like(out))  # a gradient in the features' layout, as the losses give
+
+    return ms_per_call(once, runtime.device, iterations) / 1000
 
 
 def main() -> None:
@@ -55,15 +77,17 @@ def main() -> None:
     device = make_runtime(args.device).device
     print(f"# gatys speed: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"device {device}, {torch.get_num_threads()} threads, {args.iterations} iterations each")
-    print("| size (long side) | fp32 s/iter | bf16 s/iter | bf16 speed-up |")
-    print("|---|---|---|---|")
+    print("| size (long side) | fp32 s/iter | bare network fp32 s | iter / bare | bf16 s/iter | bf16 speed-up |")
+    print("|---|---|---|---|---|---|")
     for size in (256, 512):
         fp32 = seconds_per_iteration(size, "fp32", args.iterations, args.device, backbone)
+        bare = bare_network_seconds(size, args.iterations, args.device, backbone)
+        row = f"| {size} | {fp32:.3f} | {bare:.3f} | {fp32 / bare:.2f}x"
         if native_bf16(device):  # emulated bf16 would take minutes per iteration
             bf16 = seconds_per_iteration(size, "bf16", args.iterations, args.device, backbone)
-            print(f"| {size} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+            print(f"{row} | {bf16:.3f} | {fp32 / bf16:.2f}x |", flush=True)
         else:
-            print(f"| {size} | {fp32:.3f} | n/a | n/a |")
+            print(f"{row} | n/a | n/a |", flush=True)
 
 
 if __name__ == "__main__":

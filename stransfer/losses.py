@@ -256,12 +256,12 @@ STYLE_LOSSES: dict[str, StyleLoss] = {
     "mmd-poly": StyleLoss(lambda f: (gram(f), f.float().mean(dim=(2, 3))),
                           lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average, extra_bytes_per_pixel=100),
     # Risser et al. 2017: per-channel histograms (blended as quantile functions); the sort keeps copies.
-    "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average, extra_bytes_per_pixel=600),
+    "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average, extra_bytes_per_pixel=700),
     # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches. Weighed like
     # Gram, it pulls the photo apart (MRF_SCALE).
     "mrf": StyleLoss(lambda f: mrf_targets(f, MRF_PATCH_BUDGET), lambda f, t, m: mrf_loss(f, t),
                      lambda ts, ws: torch.cat(ts), layers=("relu3_1", "relu4_1"), scale=MRF_SCALE,
-                     extra_bytes_per_pixel=1200),
+                     extra_bytes_per_pixel=2400),
 }
 
 

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from stransfer.device import make_runtime, resolve_device
+from stransfer.device import GLIBC_MALLOC_ENV, make_runtime, resolve_device
 from stransfer.errors import UsageError
 
 from conftest import cli
@@ -74,3 +79,27 @@ def test_verbose_says_once_which_precision_auto_chose_and_why(monkeypatch, capsy
     code, _, err = cli(capsys, "stylize", make_image("d.png", 32, 32), "-o", tmp_path / "d_out.png", *tiny_run,
                        "--precision", "fp32")
     assert code == 0 and "precision" not in err
+
+
+FAULTS_PROBE = """
+import resource, torch
+from stransfer.device import make_runtime
+make_runtime("cpu")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones((64 << 20) // 4)  # 64 MB, over glibc's largest mmap threshold; freed at once
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+def test_cpu_runtime_makes_malloc_reuse_freed_blocks_unless_the_user_set_glibcs_own(tmp_path):
+    def page_faults(**env: str) -> int:
+        base = {k: v for k, v in os.environ.items() if k not in GLIBC_MALLOC_ENV}
+        run = subprocess.run([sys.executable, "-c", FAULTS_PROBE], env={**base, **env}, capture_output=True,
+                             text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    pages = (64 << 20) // 4096
+    assert page_faults(MALLOC_MMAP_MAX_="65536") >= 5 * pages  # glibc's default: a fresh mapping every time
+    assert page_faults() < 2 * pages  # stransfer's: the first block's pages serve all five

@@ -66,11 +66,12 @@ class GatysConfig:
 
 
 # Working set per output pixel, fp32 (bf16 takes less): an evaluation with the Gram loss (forward and backward
-# through VGG16 to relu4_3) 2,800 bytes, plus 2,100 for L-BFGS's 50 history pairs of image-sized vectors and its
+# through VGG16 to relu4_3) 3,600 bytes, plus 2,100 for L-BFGS's 50 history pairs of image-sized vectors and its
 # buffers (benchmarks/gatys_memory.py; the history part from a 1024 px texture's full run, which peaked at
-# 6.97 GB when 1,800 bytes per pixel, a bf16 figure without the history, had let it run untiled). A style loss
-# adds its own (losses.StyleLoss.extra_bytes_per_pixel).
-BYTES_PER_PIXEL = 4900
+# 6.97 GB when 1,800 bytes per pixel, a bf16 figure without the history, had let it run untiled). The evaluation
+# took 2,800 with glibc's own malloc settings; stransfer's (device.reuse_freed_memory) trade the difference for
+# 1.3x faster evaluations. A style loss adds its own (losses.StyleLoss.extra_bytes_per_pixel).
+BYTES_PER_PIXEL = 5700
 
 
 # L-BFGS's loss is not monotone from one evaluation to the next: the plateau rule compares the best loss so

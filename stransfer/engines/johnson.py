@@ -240,9 +240,10 @@ class JohnsonConfig:
     tile_overlap: int = param(96, ge=0)
 
 
-# Working set of one inference pass per pixel: peak RSS at 1024 px, fp32, shipped architecture, was 0.39 GB
-# above that at 256 px (about 400 B/px); bf16 needs less, and the margin covers wider networks.
-BYTES_PER_PIXEL = 500
+# Working set of one inference pass per pixel: peak RSS at 1024x768, fp32, shipped architecture, was 0.38 GB
+# above that at 256x192 (550 B/px; 360 with glibc's own malloc settings, which keep no freed blocks: see
+# device.reuse_freed_memory); bf16 needs less, and the margin covers wider networks.
+BYTES_PER_PIXEL = 600
 
 
 @dataclass

@@ -25,10 +25,12 @@ ENCODER_LAYER = "relu4_1"
 # leave alpha 1, where they weigh nothing, the paper's decoder.
 SKIP_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
 
-# Working set of one encode + decode pass per pixel: peak RSS at 1024 px, fp32, was 0.77 GB above that at
-# 256 px (about 780 B/px of VGG activations at full resolution); rounded up for safety. The content skips
-# (alpha < 1) held through the decode added 380 B/px more (1.12 GB above 256 px at 1024 px).
-BYTES_PER_PIXEL = 1000
+# Working set of one encode + decode pass per pixel: peak RSS at 1024x768, fp32, AdaIN, was 1.05 GB above that
+# at 256x192 (1,520 B/px). With glibc's own malloc settings it was 500: stransfer keeps freed blocks for reuse
+# (device.reuse_freed_memory), which saves the page faults of every new block but leaves holes that the next,
+# slightly larger block (a padded copy) does not fit. The content skips (alpha < 1), held through the decode,
+# added 310 B/px more.
+BYTES_PER_PIXEL = 1600
 SKIP_BYTES_PER_PIXEL = 500
 
 
