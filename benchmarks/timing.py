@@ -37,6 +37,8 @@ def speed_options(doc: str) -> tuple[argparse.Namespace, torch.device, list[str]
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--sizes", default="512,1024,2048", help="image sizes to time; empty: training only")
     args = parser.parse_args()
+    if args.train_steps < 1 or args.repeats < 1:
+        parser.error("--train-steps and --repeats must be at least 1 (they divide the time)")
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     device = make_runtime(args.device).device
     # Emulated bf16 (CPUs without AVX-512 BF16 or AMX) runs about 400x slower than fp32: minutes per call.
