@@ -93,7 +93,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
-def test_cpu_runtime_makes_malloc_reuse_freed_blocks_unless_the_user_set_glibcs_own(tmp_path):
+def test_cpu_runtime_makes_malloc_reuse_freed_blocks_unless_the_user_set_glibcs_own():
     def page_faults(**env: str) -> int:
         base = {k: v for k, v in os.environ.items() if k not in GLIBC_MALLOC_ENV}
         run = subprocess.run([sys.executable, "-c", FAULTS_PROBE], env={**base, **env}, capture_output=True,
