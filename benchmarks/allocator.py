@@ -22,10 +22,10 @@ import sys
 import torch
 
 from layout import AdainPass, feed_forward, gatys_evaluation
-from stransfer.device import cpu_flags, make_runtime
+from stransfer.device import make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTrainConfig
-from timing import ms_per_call
+from timing import cpu_kind, ms_per_call
 
 GLIBC_DEFAULT = {"MALLOC_MMAP_MAX_": "65536"}  # glibc's documented default: blocks over the threshold are mmapped
 
@@ -59,8 +59,7 @@ def main() -> None:
         size = args.gatys_size if args.case == "gatys" else args.size
         print(json.dumps(one_case(args.case, size, args.repeats)))
         return
-    kind = "AVX-512 BF16" if "avx512_bf16" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "other"
-    print(f"# allocator: cpu, {torch.get_num_threads()} threads, {platform.machine()} ({kind}), "
+    print(f"# allocator: cpu, {torch.get_num_threads()} threads, {platform.machine()} ({cpu_kind()}), "
           f"torch {torch.__version__}, fp32\n")
     print("| pass | glibc default ms | stransfer ms | speed-up | glibc default peak GB | stransfer peak GB |")
     print("|---|---|---|---|---|---|")

@@ -17,11 +17,11 @@ import torch
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
-from stransfer.device import cpu_flags, make_runtime
+from stransfer.device import make_runtime
 from stransfer.engines.adain import Decoder
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTrainConfig
-from timing import ms_per_call
+from timing import cpu_kind, ms_per_call
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
@@ -88,8 +88,7 @@ def main() -> None:
     cases = [(f"gatys evaluation {args.gatys_size} px", gatys_evaluation(device, args.gatys_size)),
              (f"johnson image {args.size} px", feed_forward(TransformerNet(shipped), device, args.size)),
              (f"adain image {args.size} px", feed_forward(AdainPass(), device, args.size))]
-    kind = "AVX-512 BF16" if "avx512_bf16" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "other"
-    print(f"# layout: {device}, {torch.get_num_threads()} threads, {platform.machine()} ({kind}), "
+    print(f"# layout: {device}, {torch.get_num_threads()} threads, {platform.machine()} ({cpu_kind()}), "
           f"torch {torch.__version__}, fp32\n")
     print("| pass | contiguous ms | channels-last ms | speed-up |")
     print("|---|---|---|---|")

@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 import torch
 
-from stransfer.device import make_runtime, native_bf16
+from stransfer.device import cpu_flags, make_runtime, native_bf16
+
+
+def cpu_kind() -> str:
+    """This CPU as one of the machine kinds the README states timings for: AVX-512 BF16, AVX2 or other."""
+    flags = cpu_flags()
+    return "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else "other"
 
 
 def ms_per_call(fn: Callable[[], object], device: torch.device, repeats: int) -> float:

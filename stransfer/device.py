@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import random
 import sys
@@ -103,6 +104,7 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 GLIBC_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 
 
+@functools.cache  # process-wide: once is enough, however many runtimes are made
 def reuse_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse (no mmap per block, no trimming); True if it took.
     Leaves the allocator alone where it is not glibc, or where the user set glibc's own MALLOC_* variables."""
