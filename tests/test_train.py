@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from stransfer.device import Runtime
-from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, Decoder, load_decoder
+from stransfer import losses
+from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, load_decoder
 from stransfer.engines.johnson import load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
@@ -196,6 +197,37 @@ def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg
         for k in SKIP_LAYERS:
             torch.testing.assert_close(skips[k][0], own[k][0])  # strength 1: alpha 0
             assert not skips[k][1:].any()  # strength 0, then the stylised items
+
+
+@pytest.mark.parametrize("spec", ["meanstd", "gram", "gram:1,meanstd:0.5"])
+def test_adain_style_term_is_the_configured_loss_against_each_items_own_style(photo_folder, random_vgg16, spec):
+    """style_loss picks the decoder's style loss from the registry: each stylised item's output is scored at
+    relu1_1..relu4_1 against its own style crop (the paper's meanstd by default)."""
+    files = sorted(photo_folder.glob("*.png"))
+    outputs = []
+
+    class Recording(Decoder):
+        def forward(self, features, skips=None):
+            out = super().forward(features, skips)
+            outputs.append(out.detach())
+            return out
+
+    task = AdainTask(AdainTrainConfig(batch_size=8, crop_size=32, style_loss=spec), Runtime(torch.device("cpu")),
+                     random_vgg16, files, files, [], [])
+    content, style = task.batch(0)
+    _, logged = task.loss((content, style), Recording())
+    n = content.shape[0] - style.shape[0]
+    out_f, style_f = random_vgg16(outputs[0][n:], STYLE_LAYERS), random_vgg16(style, STYLE_LAYERS)
+
+    def term(name, k):
+        if name == "gram":
+            return losses.relative_sq_error(losses.gram(out_f[k]), losses.gram(style_f[k]))
+        (mo, so), (ms, ss) = losses.mean_std(out_f[k]), losses.mean_std(style_f[k])
+        return losses.relative_sq_error(mo, ms) + losses.relative_sq_error(so, ss)
+
+    expected = sum(w * torch.stack([term(name, k).mean() for k in STYLE_LAYERS]).mean()
+                   for name, w in losses.parse_style_loss(spec))
+    assert logged["style"] == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tiny_johnson_args):

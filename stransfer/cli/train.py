@@ -96,6 +96,8 @@ def adain(
     learning_rate: LearningRateOpt = None,
     lr_decay: Annotated[float | None, typer.Option(help="Inverse-time decay: lr / (1 + decay * step).")] = None,
     content_weight: Float = None, style_weight: Float = None,
+    style_loss: Annotated[str | None, typer.Option(
+        help="Style loss, as for stylize -m gatys (default meanstd, the paper's).")] = None,
     identity_weight: Annotated[float | None, typer.Option(
         help="Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off.")]
     = None,
@@ -106,6 +108,7 @@ def adain(
     """Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes)."""
     _train("adain", {"content_data": content_data, "style_data": style_data, "out": out}, dict(
         steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate, lr_decay=lr_decay,
-        content_weight=content_weight, style_weight=style_weight, identity_weight=identity_weight,
+        content_weight=content_weight, style_weight=style_weight, style_loss=style_loss,
+        identity_weight=identity_weight,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
         config, run_dir, resume, init, device, precision, threads, vgg_weights)

@@ -42,11 +42,10 @@ class AdainTrainConfig(TrainConfig):
     # strengths spread from 1 (alpha 0) down to 0, so the decoder also keeps learning to invert relu4_1 alone,
     # which alpha 1 (no skips) relies on.
     identity_weight: float = param(1.0, ge=0.0)
+    # The paper's style loss matches channel means and stds, the statistics AdaIN itself transfers; any loss of
+    # the registry (losses.STYLE_LOSSES) may replace it, over relu1_1..relu4_1, against each item's own style.
+    style_loss: str = param("meanstd", check=losses.parse_style_loss)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
-
-
-# The paper's style loss: channel means and stds at relu1_1..relu4_1, against each item's own style.
-STYLE_OBJECTIVE = losses.StyleObjective((("meanstd", 1.0),), STYLE_LAYERS)
 
 
 class AdainTask:
@@ -57,6 +56,9 @@ class AdainTask:
                  rank: int = 0) -> None:
         self.cfg, self.runtime, self.encoder = cfg, runtime, encoder
         self.model = Decoder(cfg.backbone)
+        self.objective = losses.StyleObjective.parse(cfg.style_loss, STYLE_LAYERS)
+        self.style_taps = sorted(self.objective.taps | {ENCODER_LAYER})
+        self.output_taps = sorted(self.objective.taps | set(STYLE_LAYERS))
         self.contents = CropSampler(content_files, cfg.crop_size, cfg.seed, rank)
         self.styles = CropSampler(style_files, cfg.crop_size, cfg.seed + 1, rank)
         self.preview_pairs = list(zip(load_previews(preview_content, cfg.crop_size),
@@ -83,10 +85,10 @@ class AdainTask:
         n = content.shape[0] - style.shape[0]
         with torch.no_grad(), self.runtime.autocast():
             content_f = self.encoder(content, STYLE_LAYERS)
-            style_f = self.encoder(style, STYLE_LAYERS)
-        style_stats = {k: losses.mean_std(v) for k, v in style_f.items()}
+            style_f = self.encoder(style, self.style_taps)
+            style_targets = self.objective.targets(style_f)
         own = content_f[ENCODER_LAYER].float()
-        target = torch.cat([own[:n], adain(own[n:], *style_stats[ENCODER_LAYER])])
+        target = torch.cat([own[:n], adain(own[n:], *losses.mean_std(style_f[ENCODER_LAYER]))])
         skips = None
         if n:
             strength = torch.zeros(content.shape[0], 1, 1, 1, device=own.device)
@@ -94,9 +96,9 @@ class AdainTask:
             skips = {k: content_f[k] * strength.to(content_f[k].dtype) for k in SKIP_LAYERS}
         with self.runtime.autocast():
             out = model(target, skips)
-            out_f = self.encoder(out, STYLE_LAYERS)
+            out_f = self.encoder(out, self.output_taps)
         content_term = losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean()
-        style_term = STYLE_OBJECTIVE({k: v[n:] for k, v in out_f.items()}, {"meanstd": style_stats})
+        style_term = self.objective({k: v[n:] for k, v in out_f.items()}, style_targets)
         total = self.cfg.content_weight * content_term + self.cfg.style_weight * style_term
         logged = {"content": content_term.item(), "style": style_term.item()}
         if n:
