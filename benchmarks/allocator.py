@@ -22,7 +22,7 @@ import sys
 import torch
 
 from layout import AdainPass, feed_forward, gatys_evaluation
-from stransfer.device import make_runtime
+from stransfer.device import GLIBC_MALLOC_ENV, make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTrainConfig
 from timing import cpu_kind, ms_per_call
@@ -68,7 +68,7 @@ def main() -> None:
     for case, label in cases:
         results = []
         for extra in (GLIBC_DEFAULT, {}):
-            env = {k: v for k, v in os.environ.items() if k not in GLIBC_DEFAULT} | extra
+            env = {k: v for k, v in os.environ.items() if k not in GLIBC_MALLOC_ENV} | extra
             cmd = [sys.executable, __file__, "--case", case, "--repeats", str(args.repeats),
                    "--gatys-size", str(args.gatys_size), "--size", str(args.size)]
             if args.threads:

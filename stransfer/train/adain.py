@@ -56,9 +56,8 @@ class AdainTask:
                  rank: int = 0) -> None:
         self.cfg, self.runtime, self.encoder = cfg, runtime, encoder
         self.model = Decoder(cfg.backbone)
+        # Every registered loss's layers lie within STYLE_LAYERS, the encoder's taps for content, style and output.
         self.objective = losses.StyleObjective.parse(cfg.style_loss, STYLE_LAYERS)
-        self.style_taps = sorted(self.objective.taps | {ENCODER_LAYER})
-        self.output_taps = sorted(self.objective.taps | set(STYLE_LAYERS))
         self.contents = CropSampler(content_files, cfg.crop_size, cfg.seed, rank)
         self.styles = CropSampler(style_files, cfg.crop_size, cfg.seed + 1, rank)
         self.preview_pairs = list(zip(load_previews(preview_content, cfg.crop_size),
@@ -85,7 +84,7 @@ class AdainTask:
         n = content.shape[0] - style.shape[0]
         with torch.no_grad(), self.runtime.autocast():
             content_f = self.encoder(content, STYLE_LAYERS)
-            style_f = self.encoder(style, self.style_taps)
+            style_f = self.encoder(style, STYLE_LAYERS)
             style_targets = self.objective.targets(style_f)
         own = content_f[ENCODER_LAYER].float()
         target = torch.cat([own[:n], adain(own[n:], *losses.mean_std(style_f[ENCODER_LAYER]))])
@@ -96,7 +95,7 @@ class AdainTask:
             skips = {k: content_f[k] * strength.to(content_f[k].dtype) for k in SKIP_LAYERS}
         with self.runtime.autocast():
             out = model(target, skips)
-            out_f = self.encoder(out, self.output_taps)
+            out_f = self.encoder(out, STYLE_LAYERS)
         content_term = losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean()
         style_term = self.objective({k: v[n:] for k, v in out_f.items()}, style_targets)
         total = self.cfg.content_weight * content_term + self.cfg.style_weight * style_term
