@@ -52,7 +52,8 @@ Model = Annotated[str | None, typer.Option(
 Alpha = Annotated[float | None, typer.Option(help="Content-style trade-off: 0 content, 1 full style (adain, swap).",
                                              rich_help_panel=FAST)]
 Tile = Annotated[str | None, typer.Option(
-    help="Huge images in tiles: auto (when memory requires), off, or a tile side in pixels.", rich_help_panel=FAST)]
+    help="Huge images in tiles: auto (when memory requires), off, or the longest tile side in pixels.",
+    rich_help_panel=FAST)]
 TileOverlap = Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
                                                  rich_help_panel=FAST)]
 PatchSize = Annotated[int | None, typer.Option(help="Patch side in relu4_1 cells, 8 px each (swap).",

@@ -110,7 +110,7 @@ class AdainConfig:
     # 1 = the style's statistics; 0 = the decoder's reconstruction of the content.
     alpha: float = param(1.0, ge=0.0, le=1.0)
     # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
-    # "off", or a tile side in pixels.
+    # "off", or the longest tile side in pixels.
     tile: str = param("auto")
     # Pixels two tiles share and blend across; about the encoder's and decoder's receptive fields.
     tile_overlap: int = param(96, ge=0)

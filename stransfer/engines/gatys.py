@@ -60,7 +60,7 @@ class GatysConfig:
     learning_rate: float = param(0.02, gt=0.0, le=1.0)
     save_every: int = param(0, ge=0)
     # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
-    # against the whole style's Grams; "off", or a tile side in pixels.
+    # against the whole style's Grams; "off", or the longest tile side in pixels.
     tile: str = param("auto")
     tile_overlap: int = param(96, ge=0)
 

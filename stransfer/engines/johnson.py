@@ -234,7 +234,7 @@ class JohnsonConfig:
     # NAME of a model in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
     model: str = param("starry_night")
     # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
-    # "off", or a tile side in pixels.
+    # "off", or the longest tile side in pixels.
     tile: str = param("auto")
     # Pixels two tiles share and blend across; about the network's receptive field.
     tile_overlap: int = param(96, ge=0)
