@@ -13,7 +13,8 @@ import torch
 
 from stransfer.device import Runtime
 from stransfer import losses
-from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, load_decoder
+from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain, load_decoder
+from stransfer.engines.swap import style_swap
 from stransfer.engines.johnson import load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.data import CropSampler, is_held_out, split
@@ -197,6 +198,35 @@ def test_adain_loss_reconstructs_a_quarter_of_the_batch(photo_folder, random_vgg
         for k in SKIP_LAYERS:
             torch.testing.assert_close(skips[k][0], own[k][0])  # strength 1: alpha 0
             assert not skips[k][1:].any()  # strength 0, then the stylised items
+
+
+def test_adain_swap_fraction_trains_the_last_stylised_items_on_style_swap_targets(photo_folder, random_vgg16):
+    """With swap_fraction 0.5, the last half of the stylised items are decoded from their content features
+    style-swapped against their own style crop; the others keep AdaIN's target."""
+    files = sorted(photo_folder.glob("*.png"))
+    seen = []
+
+    class Recording(Decoder):
+        def forward(self, features, skips=None):
+            seen.append(features.detach())
+            return super().forward(features, skips)
+
+    task = AdainTask(AdainTrainConfig(batch_size=8, crop_size=32, swap_fraction=0.5), Runtime(torch.device("cpu")),
+                     random_vgg16, files, files, [], [])
+    content, style = task.batch(0)
+    task.loss((content, style), Recording())
+    own = random_vgg16(content, [ENCODER_LAYER])[ENCODER_LAYER]
+    style_maps = random_vgg16(style, [ENCODER_LAYER])[ENCODER_LAYER]
+    assert task.identity_items() == 2 and task.swap_items() == 3
+    for i in range(2, 8):
+        j = i - 2  # this item's style crop
+        if i < 5:
+            expected = adain(own[i:i + 1], *losses.mean_std(style_maps[j:j + 1]))
+        else:
+            expected = style_swap(own[i:i + 1], [style_maps[j:j + 1]], 3)
+        torch.testing.assert_close(seen[0][i:i + 1], expected)
+    # The swap is not AdaIN in disguise on these crops.
+    assert not torch.allclose(seen[0][7:8], adain(own[7:8], *losses.mean_std(style_maps[5:6])), atol=1e-3)
 
 
 @pytest.mark.parametrize("spec", ["meanstd", "gram", "gram:1,meanstd:0.5"])

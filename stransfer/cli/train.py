@@ -101,6 +101,9 @@ def adain(
     identity_weight: Annotated[float | None, typer.Option(
         help="Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off.")]
     = None,
+    swap_fraction: Annotated[float | None, typer.Option(
+        help="Share of the stylised items trained on style-swap's features instead of AdaIN's (for -m swap).")]
+    = None,
     checkpoint_every: CheckpointOpt = None, preview_every: PreviewOpt = None, seed: SeedOpt = None,
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     vgg_weights: VggWeightsOpt = None,
@@ -109,6 +112,6 @@ def adain(
     _train("adain", {"content_data": content_data, "style_data": style_data, "out": out}, dict(
         steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate, lr_decay=lr_decay,
         content_weight=content_weight, style_weight=style_weight, style_loss=style_loss,
-        identity_weight=identity_weight,
+        identity_weight=identity_weight, swap_fraction=swap_fraction,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
         config, run_dir, resume, init, device, precision, threads, vgg_weights)

@@ -14,6 +14,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, param
 from stransfer.device import Runtime
 from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain
+from stransfer.engines.swap import SwapConfig, style_swap
 from stransfer.images import grid
 from stransfer.train.data import CropSampler, load_previews
 from stransfer.train.loop import TrainConfig
@@ -45,6 +46,10 @@ class AdainTrainConfig(TrainConfig):
     # The paper's style loss matches channel means and stds, the statistics AdaIN itself transfers; any loss of
     # the registry (losses.STYLE_LOSSES) may replace it, over relu1_1..relu4_1, against each item's own style.
     style_loss: str = param("meanstd", check=losses.parse_style_loss)
+    # Share of the stylised items whose target is style-swap's (Chen & Schmidt 2016: each 3x3 patch of the
+    # content's relu4_1 swapped for its best match in the item's style, every style patch a candidate) rather
+    # than AdaIN's, so the one shipped decoder learns to render both engines' features (-m adain and -m swap).
+    swap_fraction: float = param(0.0, ge=0.0, le=1.0)
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
 
 
@@ -71,6 +76,10 @@ class AdainTask:
         """How many items of each batch are reconstructed rather than stylised (they need no style crop)."""
         return self.cfg.batch_size // 4 if self.cfg.identity_weight > 0 else 0
 
+    def swap_items(self) -> int:
+        """How many of the stylised items (the last ones of each batch) get style-swap's target."""
+        return round(self.cfg.swap_fraction * (self.cfg.batch_size - self.identity_items()))
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """batch_size content crops and a style crop for each item that is stylised, channels-last like the
         networks (loop.place)."""
@@ -86,8 +95,12 @@ class AdainTask:
             content_f = self.encoder(content, STYLE_LAYERS)
             style_f = self.encoder(style, STYLE_LAYERS)
             style_targets = self.objective.targets(style_f)
-        own = content_f[ENCODER_LAYER].float()
-        target = torch.cat([own[:n], adain(own[n:], *losses.mean_std(style_f[ENCODER_LAYER]))])
+        own, style_maps = content_f[ENCODER_LAYER].float(), style_f[ENCODER_LAYER].float()
+        k = style.shape[0] - self.swap_items()  # items [n:n + k] take AdaIN's target, the rest style-swap's
+        mean, std = losses.mean_std(style_maps[:k])
+        swapped = [style_swap(own[n + i:n + i + 1], [style_maps[i:i + 1]], SwapConfig.patch_size)
+                   for i in range(k, style.shape[0])]
+        target = torch.cat([own[:n], adain(own[n:n + k], mean, std), *swapped])
         skips = None
         if n:
             strength = torch.zeros(content.shape[0], 1, 1, 1, device=own.device)
