@@ -15,8 +15,9 @@ from stransfer.device import Runtime
 from stransfer import losses
 from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain, load_decoder
 from stransfer.engines.swap import style_swap
-from stransfer.engines.johnson import load_transformer
+from stransfer.engines.johnson import JohnsonArch, TransformerNet, load_transformer
 from stransfer.train.adain import AdainTask, AdainTrainConfig
+from stransfer.train.johnson import widened
 from stransfer.train.data import CropSampler, is_held_out, split
 
 from conftest import cli, gradient_image, one_error_line
@@ -289,12 +290,48 @@ def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tin
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["seed"] == 4
 
 
+def test_widened_network_computes_what_the_narrow_one_did_and_its_copies_can_learn_apart():
+    torch.manual_seed(0)
+    small = TransformerNet(JohnsonArch(4, 2), styles=2)
+    with torch.no_grad():  # norm tables away from their identity start, so they matter
+        for t in small.tables().values():
+            t.add_(torch.randn_like(t) * 0.3)
+    big = widened(small, 7, torch.Generator().manual_seed(1))
+    assert big.arch == JohnsonArch(7, 2) and big.styles == 2
+    image = torch.rand(2, 3, 36, 44)
+    code = torch.tensor([[1.0, 0.0], [0.3, 0.7]])
+    torch.testing.assert_close(big(image, code), small(image, code), atol=1e-5, rtol=1e-4)
+    # An added channel starts as a copy of an old one, but the next layer weighs the two differently, so
+    # their gradients differ.
+    big(image, code).square().mean().backward()
+    first = big.net[0][1]
+    for j in range(4, 7):
+        i = next(i for i in range(4) if torch.equal(first.weight[i], first.weight[j]))
+        assert not torch.allclose(first.weight.grad[i], first.weight.grad[j])
+    with pytest.raises(ValueError):
+        widened(big, 4, torch.Generator())
+
+
+def test_init_widens_a_narrower_model(capsys, tmp_path, tiny_johnson_args):
+    """--init MODEL --width W (wider) starts from the model's function in a wider network."""
+    first, second = tmp_path / "first.pth", tmp_path / "second.pth"
+    assert cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "2", "--run-dir", tmp_path / "r1",
+               "-o", first)[0] == 0
+    code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--init", first, "--width", "6", "--steps",
+                       "1", "--learning-rate", "1e-9", "--run-dir", tmp_path / "r2", "-o", second)
+    assert code == 0, err
+    (net1, _), (net2, p2) = load_transformer(first), load_transformer(second)
+    assert p2["arch"]["width"] == 6 and [s["train_config"]["width"] for s in p2["record"]["lineage"]] == [4, 6]
+    image = torch.rand(1, 3, 32, 40)
+    torch.testing.assert_close(net2(image), net1(image), atol=1e-4, rtol=1e-3)
+
+
 def test_init_refuses_what_does_not_fit(capsys, tmp_path, tiny_johnson_args, random_weights_file):
     first = tmp_path / "first.pth"
     assert cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "2", "--run-dir", tmp_path / "r1",
                "-o", first)[0] == 0
     cases = [
-        (["--init", first, "--width", "8"], "contradicts --init"),
+        (["--init", first, "--width", "2"], "contradicts --init"),
         (["--init", tmp_path / "missing.pth"], "--init"),
         (["--init", first, "--resume", tmp_path / "r1"], "give one of them"),
     ]

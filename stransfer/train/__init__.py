@@ -70,12 +70,14 @@ def read_init(kind: str, name_or_path: str) -> dict[str, Any]:
 
 def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     """Settings a run started from a model inherits: its architecture and backbone (a flag that contradicts
-    them is an error), and a seed past the batches the model already trained on, unless --seed says otherwise."""
+    them is an error, but for --width widening a Johnson network), and a seed past the batches the model already
+    trained on, unless --seed says otherwise."""
     inherited = {**(init["arch"] or {}), "backbone": init["backbone"]}
     for key, value in inherited.items():
-        if key in flags and flags[key] != value:
+        widens = key == "width" and flags.get(key, value) > value  # train.johnson.widened; never narrower
+        if key in flags and flags[key] != value and not widens:
             raise UsageError(f"--{key.replace('_', '-')} {flags[key]} contradicts --init {init['path']} ({key} "
-                             f"{value}); a model keeps its architecture")
+                             f"{value}); a model keeps its architecture, though a Johnson network may widen")
     # Batches are a function of (seed, step) and a new stage counts steps from 0: with the same seed it would
     # replay the first stage's batches.
     seed = sum(int(stage.get("steps") or 0) for stage in init["lineage"])

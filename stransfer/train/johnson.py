@@ -17,7 +17,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, param
 from stransfer.device import Runtime
 from stransfer.errors import UsageError
-from stransfer.engines.johnson import JohnsonArch, TransformerNet, save_transformer
+from stransfer.engines.johnson import ConvLayer, InstanceNorm, JohnsonArch, TransformerNet, save_transformer
 from stransfer.images import fit_long_side, grid, resize
 from stransfer.train.data import CropSampler, balanced_choices, load_previews
 from stransfer.train.loop import TrainConfig
@@ -85,6 +85,48 @@ class NewStyles(nn.Module):
         return net
 
 
+def _channel_spaces(residual_blocks: int) -> list[tuple[str, str]]:
+    """(input, output) channel space of each ConvLayer of a TransformerNet, in module order. The residual
+    blocks read and write one stream ("s"), which therefore widens with one channel map throughout."""
+    blocks = [pair for i in range(residual_blocks) for pair in (("s", f"mid{i}"), (f"mid{i}", "s"))]
+    return [("rgb", "a"), ("a", "b"), ("b", "s"), *blocks, ("s", "up1"), ("up1", "up2"), ("up2", "rgb")]
+
+
+def widened(small: TransformerNet, width: int, generator: torch.Generator) -> TransformerNet:
+    """`small` at `width` computing the same function (Chen et al. 2016, Net2Net's wider operator): each added
+    channel copies one of the layer's channels, and the layer reading them shares that channel's weights among
+    its copies in random proportions (summing to one), so copies get different gradients and can learn apart.
+    Instance norm keeps it exact: a copy has its original's statistics."""
+    if width < small.arch.width:
+        raise ValueError(f"cannot widen a width-{small.arch.width} network to {width}")
+    big = TransformerNet(JohnsonArch(width, small.arch.residual_blocks), small.styles)
+    pairs = list(zip((m for m in small.net.modules() if isinstance(m, ConvLayer)),
+                     (m for m in big.net.modules() if isinstance(m, ConvLayer))))
+    spaces = _channel_spaces(small.arch.residual_blocks)
+    assert len(pairs) == len(spaces)
+    source: dict[str, torch.Tensor] = {"rgb": torch.arange(3)}  # per space: the old channel each new one copies
+    share: dict[str, torch.Tensor] = {"rgb": torch.ones(3)}  # per space: each copy's part of its original's weights
+    for (old, new), (_, out) in zip(pairs, spaces):
+        if out in source:
+            continue
+        n_old, n_new = old[1].out_channels, new[1].out_channels
+        index = torch.cat([torch.arange(n_old), torch.randint(n_old, (n_new - n_old,), generator=generator)])
+        part = torch.rand(n_new, generator=generator) + 0.5
+        total = torch.zeros(n_old).index_add_(0, index, part)
+        source[out], share[out] = index, part / total[index]
+    with torch.no_grad():
+        for (old, new), (cin, cout) in zip(pairs, spaces):
+            conv_old, conv_new = old[1], new[1]
+            weight = conv_old.weight[source[cout]][:, source[cin]] * share[cin].view(1, -1, 1, 1)
+            conv_new.weight.copy_(weight)
+            conv_new.bias.copy_(conv_old.bias[source[cout]])
+            norms = [(a, b) for a, b in zip(old, new) if isinstance(a, InstanceNorm)]
+            for norm_old, norm_new in norms:
+                norm_new.weight.copy_(norm_old.weight[:, source[cout]])
+                norm_new.bias.copy_(norm_old.bias[:, source[cout]])
+    return big
+
+
 class JohnsonTask:
     """One network for the styles `style_paths` (several: Dumoulin et al.'s conditional instance norm, each item
     of a batch trained for one style, every style equally often), or, given `frozen` (the names and image names of
@@ -114,7 +156,14 @@ class JohnsonTask:
             return self.objective.targets(self.backbone(style.to(self.runtime.device), self.objective.taps))
 
     def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Start from a trained model's weights (--init)."""
+        """Start from a trained model's weights (--init); a narrower model is first widened to this run's
+        width (widened)."""
+        width = state_dict["net.0.1.weight"].shape[0]
+        if width < self.cfg.width:
+            rows = state_dict["net.0.2.weight"].shape[0] if state_dict["net.0.2.weight"].dim() == 2 else 1
+            small = TransformerNet(JohnsonArch(width, self.cfg.residual_blocks), rows)
+            small.load_state_dict(state_dict)
+            state_dict = widened(small, self.cfg.width, torch.Generator().manual_seed(self.cfg.seed)).state_dict()
         if isinstance(self.model, NewStyles):
             self.model.base.load_state_dict(state_dict)
             self.model.restart_new()
