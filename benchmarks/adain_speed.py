@@ -5,7 +5,7 @@ training steps per second.
 
 Uses the real VGG16 encoder (fetched into the cache on first use) and a random-weight decoder: weights do not
 change the speed. Alpha 1 is the paper's path; any alpha below 1 also carries the content skips, so it is timed
-at 0.5 too.
+at 0.5 too. About 10 minutes on 2 AVX2-only cores, most of it the 2048 px rows.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ distance of each photo after shrinking it by 2, 4 and 8 and scaling it back up.
     python benchmarks/blur_floor.py [--photos DIR] [--size 512]
 
 A yardstick for AdaIN at alpha 0, where the decoder must rebuild the photo from relu4_1 features (1/8 of its
-resolution): a reconstruction scoring x is about as sharp as the blur that scores x here.
+resolution): a reconstruction scoring x is about as sharp as the blur that scores x here. About 1.5 minutes
+on 2 AVX2-only cores.
 """
 
 from __future__ import annotations

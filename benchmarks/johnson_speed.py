@@ -4,14 +4,14 @@ the paper's original width, and training steps per second.
     python benchmarks/johnson_speed.py [--device auto] [--repeats 3] [--train-steps 5]
 
 Weights do not change the speed, so random-weight networks of each architecture are timed; the training step
-uses the real VGG16 loss network (fetched into the cache on first use) and synthetic crops.
+uses the real VGG16 loss network (fetched into the cache on first use) and synthetic crops. About 3 minutes on
+2 AVX2-only cores.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import platform
-from pathlib import Path
 
 import torch
 
@@ -19,8 +19,9 @@ from stransfer import weights
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
-from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
+from stransfer.train.johnson import JohnsonTrainConfig
 from stransfer.train.loop import place
+from multistyle_speed import step_ms
 from timing import ms_per_call, speed_options
 
 SHIPPED = JohnsonArch(width=JohnsonTrainConfig().width, residual_blocks=JohnsonTrainConfig().residual_blocks)
@@ -45,19 +46,7 @@ def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps
     cfg = dataclasses.replace(JohnsonTrainConfig(), width=arch.width, residual_blocks=arch.residual_blocks)
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
     backbone.load_weights(weights.resolve("vgg16")[0])
-    task = JohnsonTask(cfg, runtime, place(backbone, runtime), torch.rand(1, 3, 256, 256), Path("synthetic.jpg"),
-                       [], [])
-    net = place(task.model, runtime)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    batch = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=runtime.device).to(
-        memory_format=torch.channels_last)
-
-    def step() -> None:
-        opt.zero_grad()
-        task.loss(batch, net)[0].backward()
-        opt.step()
-
-    return 1000 / ms_per_call(step, runtime.device, steps)
+    return 1000 / step_ms(1, 0, runtime, place(backbone, runtime), steps, cfg)
 
 
 def main() -> None:

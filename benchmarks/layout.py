@@ -5,6 +5,7 @@
 Rows: a Gatys evaluation (VGG16 to relu4_3 forward, Gram losses, backward to the pixels), a Johnson image
 (shipped architecture) and an AdaIN image (encoder to relu4_1 and the decoder, style encoding apart).
 Weights do not change the speed, so the networks carry random weights. The engines use the faster layout.
+About 1.5 minutes on 2 AVX2-only cores.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from stransfer.train.loop import place
 from timing import ms_per_call
 
 
-def step_ms(styles: int, frozen: int, runtime, backbone: VGGFeatures, steps: int) -> float:
+def step_ms(styles: int, frozen: int, runtime, backbone: VGGFeatures, steps: int,
+            cfg: JohnsonTrainConfig = JohnsonTrainConfig()) -> float:
     """ms per optimiser step of a task training `styles` styles beside `frozen` frozen ones (--add-style)."""
-    cfg = JohnsonTrainConfig()
     images = [torch.rand(1, 3, 320, 400, generator=torch.Generator().manual_seed(i)) for i in range(styles)]
     names = [f"frozen{i}" for i in range(frozen)]
     task = JohnsonTask(cfg, runtime, backbone, images, [Path(f"style{i}.jpg") for i in range(styles)], [], [],

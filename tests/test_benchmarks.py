@@ -1,0 +1,24 @@
+"""The benchmark scripts drive the library's own tasks; these keep them in step with it (a benchmark that no
+longer runs measures nothing)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stransfer.device import Runtime
+from stransfer.train.johnson import JohnsonTrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from multistyle_speed import step_ms  # noqa: E402
+
+
+@pytest.mark.parametrize("styles, frozen", [(1, 0), (3, 0), (1, 2)])
+def test_johnson_training_step_benchmark_runs_a_real_step(random_vgg16, styles, frozen):
+    """One style (johnson_speed), several in one network, and --add-style (multistyle_speed)."""
+    cfg = JohnsonTrainConfig(width=4, residual_blocks=1, image_size=32, style_size=32, batch_size=2)
+    ms = step_ms(styles, frozen, Runtime(torch.device("cpu")), random_vgg16, 1, cfg)
+    assert ms > 0
