@@ -3,7 +3,7 @@ against the bare network: the same forward + backward with no loss (a gradient o
 
     python benchmarks/gatys_speed.py [--iterations 10] [--device auto] [--threads N]
 
-Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images. About 3 minutes on 2
+Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images. About a minute on 2
 AVX2-only cores.
 """
 

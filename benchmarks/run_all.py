@@ -3,8 +3,9 @@
     python benchmarks/run_all.py [--quick] [--no-readme] [--gallery-only]
 
 Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
-all tables to benchmarks/RESULTS.md, replaces the block between the README's `benchmarks:start` and
-`benchmarks:end` markers with them, and redraws docs/gallery.jpg (3 photos x 3 styles x 4 engines).
+all tables to benchmarks/RESULTS.md, replaces the README's block for this kind of machine (between
+`benchmarks:KIND:start` and `benchmarks:KIND:end`, KIND one of timing.MACHINE_KINDS) with them, leaving the other
+kinds' blocks as they were, and redraws docs/gallery.jpg (3 photos x 3 styles x 4 engines).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import machine_kind  # noqa: E402
 
 
 def run(title: str, args: list[str]) -> str:
@@ -84,15 +86,19 @@ def main() -> None:
 
     make_gallery(REPO / "docs" / "gallery.jpg")
 
-    stamp = f"Measured {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'})."
+    kind = machine_kind()
+    stamp = f"Measured {datetime.date.today()} on {platform.machine()} ({kind})."
     tables = "\n".join([stamp, "", *sections])
     (REPO / "benchmarks" / "RESULTS.md").write_text(f"# Benchmark results\n\n{tables}")
     if not args.no_readme:
+        start, end = f"<!-- benchmarks:{kind}:start -->", f"<!-- benchmarks:{kind}:end -->"
         readme = (REPO / "README.md").read_text()
-        if START in readme and END in readme:
-            head, rest = readme.split(START, 1)
-            _, tail = rest.split(END, 1)
-            (REPO / "README.md").write_text(f"{head}{START}\n{tables}\n{END}{tail}")
+        if start in readme and end in readme:
+            head, rest = readme.split(start, 1)
+            _, tail = rest.split(end, 1)
+            (REPO / "README.md").write_text(f"{head}{start}\n{tables}\n{end}{tail}")
+        else:
+            print(f"README.md has no block for {kind} machines ({start}): tables only in RESULTS.md", file=sys.stderr)
     print(tables)
 
 
