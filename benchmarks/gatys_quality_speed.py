@@ -4,7 +4,8 @@
     python benchmarks/gatys_quality_speed.py [--content C] [--style S] [--size 512] [--device auto]
 
 The baseline is plain single-scale L-BFGS, 300 evaluations, fp32. Distances are the reference metric of
-FACTS.md (stransfer/metrics.py): lower style = closer to the style, lower content = closer to the photo.
+FACTS.md (stransfer/metrics.py): lower style = closer to the style, lower content = closer to the photo. About
+13 minutes on 2 AVX2-only cores, 9 of them the baseline.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ parameters only (--add-style): what a multi-style training run will take, per st
 
 The shipped architecture and training config (width 16, 5 blocks, batch 4 of 256 px crops), the real VGG16 loss
 network (fetched into the cache on first use), synthetic crops and synthetic style images; the styles of each
-batch are chosen as training chooses them (every item its own style, balanced across steps).
+batch are chosen as training chooses them (every item its own style, balanced across steps). About 1.5 minutes
+on 2 AVX2-only cores.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ A johnson model is scored against the style image it was trained on (examples/ o
 Beside each output, the baseline a fast model must beat: the photo recoloured to the artwork's RGB mean and
 covariance (FACTS.md), which has the palette and no texture. "vs colour" is the output's ratio over the
 baseline's: at 1 the model is no more than a colour filter.
+
+About a minute per run (8 photos or pairs at 512 px) on 2 AVX2-only cores.
 """
 
 from __future__ import annotations

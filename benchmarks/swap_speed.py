@@ -4,7 +4,7 @@
 
 Uses the real VGG16 encoder and the shipped decoder on a photo and an artwork from ../shared/data (random
 pictures where that is absent; the cost does not depend on the pictures). The issue's bar: a 1024 px swap in at
-most twice AdaIN's time.
+most twice AdaIN's time. About a minute on 2 AVX2-only cores.
 """
 
 from __future__ import annotations
