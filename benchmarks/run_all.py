@@ -4,7 +4,7 @@
 
 Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
 all tables to benchmarks/RESULTS.md, replaces the README's block for this kind of machine (between
-`benchmarks:KIND:start` and `benchmarks:KIND:end`, KIND one of timing.MACHINE_KINDS) with them, leaving the other
+`benchmarks:KIND:start` and `benchmarks:KIND:end`, KIND from timing.machine_kind) with them, leaving the other
 kinds' blocks as they were, and redraws docs/gallery.jpg (3 photos x 3 styles x 4 engines).
 """
 
@@ -18,10 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from timing import machine_kind
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO / "benchmarks"))
-from timing import machine_kind  # noqa: E402
 
 
 def run(title: str, args: list[str]) -> str:

@@ -19,13 +19,9 @@ def cpu_kind() -> str:
     return "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else "other"
 
 
-# The README keeps one block of benchmark tables per kind (run_all.py rewrites this machine's).
-MACHINE_KINDS = ("gpu", "avx512-bf16", "avx2", "other-cpu")
-
-
 def machine_kind() -> str:
-    """The README block this machine's numbers belong to: a CUDA GPU where there is one (the benchmarks'
-    --device auto picks it), else the CPU's kind."""
+    """The README block (run_all.py) this machine's numbers belong to: gpu where there is a CUDA GPU (the
+    benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu."""
     if torch.cuda.is_available():
         return "gpu"
     return {"AVX-512 BF16": "avx512-bf16", "AVX2": "avx2"}.get(cpu_kind(), "other-cpu")
