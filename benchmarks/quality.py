@@ -8,8 +8,8 @@
 For each content photo (default: the photos of ../shared/data/samples where present, else examples/;
 --held-out-photos N: N of the training folder's held-out photos, which no model trains on) prints the style
 distance, the photo's own style distance, their ratio, and the content distance; then the means and the worst.
-A johnson model is scored against the style image it was trained on (examples/ or ../shared/data/samples/, or
---style).
+A johnson model is scored against the style image it was trained on (examples/, ../shared/data/samples/ or
+../shared/data/style/, or --style).
 
 Beside each output, the baseline a fast model must beat: the photo recoloured to the artwork's RGB mean and
 covariance (FACTS.md), which has the palette and no texture. "vs colour" is the output's ratio over the
@@ -35,6 +35,7 @@ from stransfer.train.data import is_held_out
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "data" / "samples"
 CONTENT = REPO.parent / "shared" / "data" / "content"
+ARTWORKS = REPO.parent / "shared" / "data" / "style"
 # Photos among the samples (the rest are artworks); none of them is in the training folder content/.
 SAMPLE_PHOTOS = ("tubingen", "chicago", "golden_gate", "cornell", "newyork", "sailboat", "flowers", "amber")
 
@@ -86,9 +87,9 @@ def main() -> None:
         if args.style_name not in (None, *held):
             parser.error(f"--style-name: {args.model} holds {', '.join(held)}")
         name = style_images[held.index(args.style_name or held[0])]
-        # Styles whose image may not ship (examples/SOURCES.md) are found among the samples.
-        style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name) if p.exists()),
-                                        REPO / "examples" / name)
+        # Styles whose image may not ship (examples/SOURCES.md) are found among the samples or the artworks.
+        style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name, ARTWORKS / name)
+                                         if p.exists()), REPO / "examples" / name)
         pairs = [(p, style_path) for p in photos]
     else:
         if args.styles is None:

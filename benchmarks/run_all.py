@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from timing import machine_kind
+import torch
+
+from timing import cpu_name, machine_kind
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -32,6 +35,14 @@ def run(title: str, args: list[str]) -> str:
     lines = [line for line in done.stdout.splitlines() if line.startswith(("|", "#", "content's", "training"))]
     body = "\n".join(line if not line.startswith("#") else f"*{line.lstrip('# ')}*\n" for line in lines)
     return f"### {title}\n\n`python {' '.join(args)}`\n\n{body}\n"
+
+
+def johnson_styles(path: Path) -> list[str]:
+    """The styles a Johnson model file holds (one for a one-style file)."""
+    from stransfer import weights
+
+    payload = weights.load_model(path, "johnson")
+    return payload.get("styles") or [payload["style"]]
 
 
 def make_gallery(path: Path) -> None:
@@ -82,12 +93,17 @@ def main() -> None:
                                         ["benchmarks/quality.py", "adain", "--model", model, "--styles",
                                          str(SHARED / "style"), "--held-out", "--alpha", alpha]))
         else:
-            sections.append(run(f"Quality: johnson {model}", ["benchmarks/quality.py", "johnson", "--model", model]))
+            styles = johnson_styles(REPO / "weights" / f"{model}.pth")
+            for style in styles:
+                picked = ["--style-name", style] if len(styles) > 1 else []
+                sections.append(run(f"Quality: johnson {model}{f', {style}' if picked else ''}",
+                                    ["benchmarks/quality.py", "johnson", "--model", model, *picked]))
 
     make_gallery(REPO / "docs" / "gallery.jpg")
 
     kind = machine_kind()
-    stamp = f"Measured {datetime.date.today()} on {platform.machine()} ({kind})."
+    machine = f"{platform.machine()} ({kind}: {os.cpu_count()} x {cpu_name()}, torch {torch.__version__})"
+    stamp = f"Measured {datetime.date.today()} on {machine}."
     tables = "\n".join([stamp, "", *sections])
     (REPO / "benchmarks" / "RESULTS.md").write_text(f"# Benchmark results\n\n{tables}")
     if not args.no_readme:

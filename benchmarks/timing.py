@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -17,6 +19,18 @@ def cpu_kind() -> str:
     """This CPU as one of the machine kinds the README states timings for: AVX-512 BF16, AVX2 or other."""
     flags = cpu_flags()
     return "AVX-512 BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else "other"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), and AMX where it has it: chips of one kind differ, so a table says which one
+    it came from."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        info = ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    name = names[0] if names else platform.processor() or "unknown CPU"
+    return f"{name} with AMX" if "amx_bf16" in cpu_flags() else name
 
 
 def machine_kind() -> str:

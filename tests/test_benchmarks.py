@@ -14,6 +14,7 @@ from stransfer.train.johnson import JohnsonTrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from multistyle_speed import step_ms  # noqa: E402
+from run_all import johnson_styles  # noqa: E402
 
 
 @pytest.mark.parametrize("styles, frozen", [(1, 0), (3, 0), (1, 2)])
@@ -22,3 +23,13 @@ def test_johnson_training_step_benchmark_runs_a_real_step(random_vgg16, styles, 
     cfg = JohnsonTrainConfig(width=4, residual_blocks=1, image_size=32, style_size=32, batch_size=2)
     ms = step_ms(styles, frozen, Runtime(torch.device("cpu")), random_vgg16, 1, cfg)
     assert ms > 0
+
+
+def test_run_all_scores_each_style_of_a_multistyle_model(tmp_path):
+    """run_all writes a quality section per style of a model file holding several, one for a one-style file."""
+    from test_multistyle import two_style_model
+
+    two_style_model(tmp_path / "multi.pth", names=("wave", "udnie"))
+    assert johnson_styles(tmp_path / "multi.pth") == ["wave", "udnie"]
+    two_style_model(tmp_path / "one.pth", names=("udnie",))
+    assert johnson_styles(tmp_path / "one.pth") == ["udnie"]
