@@ -51,6 +51,13 @@ def held_out_photos(count: int) -> list[Path]:
     return held[:: max(1, len(held) // count)][:count]
 
 
+def style_image(name: str) -> Path:
+    """A Johnson style's image by file name. Styles whose image may not ship (examples/SOURCES.md) are found
+    among the samples or the training artworks."""
+    found = [p for p in (REPO / "examples" / name, SAMPLES / name, ARTWORKS / name) if p.exists()]
+    return found[0] if found else REPO / "examples" / name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("method", choices=["johnson", "adain", "swap"])
@@ -86,10 +93,7 @@ def main() -> None:
         style_images = payload.get("style_images") or [payload.get("style_image", f"{payload['style']}.jpg")]
         if args.style_name not in (None, *held):
             parser.error(f"--style-name: {args.model} holds {', '.join(held)}")
-        name = style_images[held.index(args.style_name or held[0])]
-        # Styles whose image may not ship (examples/SOURCES.md) are found among the samples or the artworks.
-        style_path = args.style or next((p for p in (REPO / "examples" / name, SAMPLES / name, ARTWORKS / name)
-                                         if p.exists()), REPO / "examples" / name)
+        style_path = args.style or style_image(style_images[held.index(args.style_name or held[0])])
         pairs = [(p, style_path) for p in photos]
     else:
         if args.styles is None:
