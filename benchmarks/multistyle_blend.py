@@ -21,6 +21,7 @@ from quality import default_photos, held_out_photos, style_image
 from stransfer import images, metrics, weights
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
+from stransfer.engines.johnson import model_styles
 
 
 def main() -> None:
@@ -35,15 +36,18 @@ def main() -> None:
 
     runtime = make_runtime(args.device, args.precision, seed=0)
     metric_net = metrics.metric_backbone(weights.resolve("vgg16")[0])
-    payload = weights.load_model(weights.find_model(args.model), "johnson")
-    names, files = payload.get("styles") or [], payload.get("style_images") or []
+    path = weights.find_model(args.model)
+    payload = weights.load_model(path, "johnson")
+    names, files = model_styles(payload, path), payload.get("style_images") or []
     if len(names) < 2:
         parser.error(f"--model {args.model} holds one style: nothing to blend")
     spec = ENGINES["johnson"]
     single = spec.build(spec.config_type(model=args.model), runtime, EngineInputs())
     blend = spec.build(spec.config_type(model=args.model), runtime, EngineInputs(style_weights=[0.5, 0.5]))
     artworks = {n: images.load_image(style_image(f)).rgb for n, f in zip(names, files)}
-    photos = held_out_photos(args.held_out_photos) if args.held_out_photos else default_photos()
+    paths = held_out_photos(args.held_out_photos) if args.held_out_photos else default_photos()
+    # Each photo loaded once, at full size (the metric's content) and at the output size.
+    photos = [(full, images.resize_long_side(full, args.size)) for full in (images.load_image(p).rgb for p in paths)]
 
     print(f"# multistyle blend: {args.model}, {len(photos)} photos, {args.size} px, {runtime.device}, "
           f"{runtime.precision}; d = style distance to the artwork")
@@ -51,9 +55,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for a, b in zip(names[::2], names[1::2]):
         rows = []
-        for photo in photos:
-            content = images.load_image(photo).rgb
-            small = images.resize_long_side(content, args.size)
+        for content, small in photos:
             out_a, out_b = (single.stylize(small, single.prepare([n])) for n in (a, b))
             out_ab = blend.stylize(small, blend.prepare([a, b]))
 

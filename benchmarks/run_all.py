@@ -40,9 +40,9 @@ def run(title: str, args: list[str]) -> str:
 def johnson_styles(path: Path) -> list[str]:
     """The styles a Johnson model file holds (one for a one-style file)."""
     from stransfer import weights
+    from stransfer.engines.johnson import model_styles
 
-    payload = weights.load_model(path, "johnson")
-    return payload.get("styles") or [payload["style"]]
+    return model_styles(weights.load_model(path, "johnson"), path)
 
 
 def make_gallery(path: Path) -> None:
