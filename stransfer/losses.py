@@ -201,7 +201,9 @@ def mrf_loss(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHU
 class StyleLoss:
     """One style loss, layer by layer: a target from the style's features, the loss of the output's features
     against it (per batch item; `mask` None, or (B, 1, H, W) where it accepts masks), and how the targets of
-    several styles blend. `layers` names its own layers where the method prescribes them; `scale` is what one
+    several styles blend. `per_item` says its targets carry a batch dimension of one that its loss broadcasts,
+    so the targets of several styles stacked give each batch item its own. `layers` names its own layers where
+    the method prescribes them; `scale` is what one
     unit of its weight counts, so that every loss at weight 1 and the default style weight strikes a balance;
     `extra_bytes_per_pixel` is the memory an evaluation needs per output pixel beyond the Gram loss's (fp32,
     benchmarks/gatys_memory.py), which the Gatys engine's tiling budgets for."""
@@ -210,6 +212,7 @@ class StyleLoss:
     loss: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
     blend: Callable[[list[Any], list[float]], Any]
     masks: bool = False
+    per_item: bool = False
     layers: tuple[str, ...] | None = None
     scale: float = 1.0
     extra_bytes_per_pixel: int = 0
@@ -220,6 +223,13 @@ def _average(targets: list[Any], weights: list[float]) -> Any:
     if isinstance(targets[0], tuple):
         return tuple(_average([t[i] for t in targets], weights) for i in range(len(targets[0])))
     return sum(w * t for w, t in zip(weights, targets))
+
+
+def _stacked(targets: list[Any]) -> Any:
+    """Targets (tensors, or tuples of tensors) concatenated along their batch dimension."""
+    if isinstance(targets[0], tuple):
+        return tuple(_stacked([t[i] for t in targets]) for i in range(len(targets[0])))
+    return torch.cat(targets)
 
 
 def _gram_term(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -250,12 +260,13 @@ MRF_SCALE = 0.4
 
 STYLE_LOSSES: dict[str, StyleLoss] = {
     # Gatys et al. 2016: Gram matrices (second moments of the features).
-    "gram": StyleLoss(gram, _gram_term, _average, masks=True),
+    "gram": StyleLoss(gram, _gram_term, _average, masks=True, per_item=True),
     # Li et al. 2017: channel means and standard deviations, the statistics AdaIN matches.
-    "meanstd": StyleLoss(lambda f: mean_std(f), _stats_term, _average, masks=True),
+    "meanstd": StyleLoss(lambda f: mean_std(f), _stats_term, _average, masks=True, per_item=True),
     # Li et al. 2017: squared MMD with a polynomial kernel (a mixture of styles is the average of both moments).
     "mmd-poly": StyleLoss(lambda f: (gram(f), f.float().mean(dim=(2, 3))),
-                          lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average, extra_bytes_per_pixel=100),
+                          lambda f, t, m: mmd_poly(f, t, MMD_POLY_C), _average, per_item=True,
+                          extra_bytes_per_pixel=100),
     # Risser et al. 2017: per-channel histograms (blended as quantile functions); the sort keeps copies.
     "histogram": StyleLoss(quantiles, lambda f, t, m: histogram_loss(f, t), _average, extra_bytes_per_pixel=700),
     # Li & Wand 2016: nearest style patch per output patch; several styles pool their patches. Weighed like
@@ -320,6 +331,14 @@ class StyleObjective:
     def blend(self, targets: list[dict[str, dict[str, Any]]], weights: list[float]) -> dict[str, dict[str, Any]]:
         return {name: {layer: STYLE_LOSSES[name].blend([t[name][layer] for t in targets], weights)
                        for layer in self.layers(name)} for name, _ in self.terms}
+
+    def per_item(self, targets: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]] | None:
+        """One target per batch item, item i's from targets[i] (several styles in one batch, one pass over it);
+        None where a loss's targets do not stack (histogram, mrf)."""
+        if not all(STYLE_LOSSES[name].per_item for name, _ in self.terms):
+            return None
+        return {name: {layer: _stacked([t[name][layer] for t in targets]) for layer in self.layers(name)}
+                for name, _ in self.terms}
 
     def __call__(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
                  mask: torch.Tensor | None = None) -> torch.Tensor:

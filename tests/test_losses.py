@@ -165,3 +165,27 @@ def test_mean_std_and_total_variation():
     assert mean.item() == 2.0 and std.item() == 1.0
     assert losses.total_variation(torch.ones(1, 3, 5, 5)) == 0
     assert losses.total_variation(torch.rand(1, 3, 5, 5)) > 0
+
+
+@pytest.mark.parametrize("spec", ["gram", "meanstd", "mmd-poly", "gram:1,meanstd:0.5"])
+def test_per_item_targets_score_each_item_against_its_own_style(spec):
+    """A batch whose items train for different styles (multi-style Johnson training) is scored in one pass with
+    stacked targets: the same as the batch mean of each item scored alone against its style."""
+    torch.manual_seed(0)
+    objective = losses.StyleObjective.parse(spec, ("a", "b"))
+    styles = [objective.targets({"a": torch.rand(1, 3, 8, 8), "b": torch.rand(1, 5, 4, 4)}) for _ in range(3)]
+    feats = {"a": torch.rand(4, 3, 8, 8), "b": torch.rand(4, 5, 4, 4)}
+    ids = [2, 0, 2, 1]
+    alone = [objective({k: v[i:i + 1] for k, v in feats.items()}, styles[s]) for i, s in enumerate(ids)]
+    together = objective(feats, objective.per_item([styles[s] for s in ids]))
+    torch.testing.assert_close(together, torch.stack(alone).mean())
+    # Against one style's targets for every item, a different number: the targets really are per item.
+    assert not torch.allclose(together, objective(feats, styles[0]))
+
+
+@pytest.mark.parametrize("spec", ["histogram", "mrf", "gram,histogram:0.5"])
+def test_targets_that_do_not_stack_say_so(spec):
+    objective = losses.StyleObjective.parse(spec, ("a",))
+    target = objective.targets({"a": torch.rand(1, 3, 8, 8), "relu3_1": torch.rand(1, 3, 8, 8),
+                                "relu4_1": torch.rand(1, 3, 8, 8)})
+    assert objective.per_item([target, target]) is None

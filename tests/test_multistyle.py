@@ -14,11 +14,13 @@ from torch import nn
 
 import stransfer
 from stransfer import weights
-from stransfer.device import make_runtime
+from stransfer.device import Runtime, make_runtime
 from stransfer.engines import ENGINES, EngineInputs, pad_to_multiple
 from stransfer.engines.johnson import JohnsonArch, JohnsonConfig, TransformerNet, load_transformer, save_transformer
 from stransfer.errors import ModelError, UsageError
+from stransfer.images import pil_to_tensor
 from stransfer.train.data import balanced_choices
+from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
 
 from conftest import REPO, cli, gradient_image, one_error_line
 
@@ -252,6 +254,22 @@ def test_style_choices_are_balanced_and_a_function_of_seed_and_step():
     assert all(sorted(flat[i:i + 3]) == [0, 1, 2] for i in range(0, 24, 3))  # every style once per round
     assert flat != [balanced_choices(3, 4, seed=6, step=s) for s in range(6)]
     assert balanced_choices(1, 4, seed=0, step=9) == [0, 0, 0, 0]
+
+
+def test_a_batch_of_several_styles_scores_the_same_in_one_pass_as_style_by_style(random_vgg16):
+    """Items of different styles are scored in one pass with per-item targets where the loss allows (Gram); a
+    loss whose targets do not stack (here histogram, at weight 0) takes one pass per style: the same number."""
+    styles = [pil_to_tensor(gradient_image(40, 48, seed=i)) for i in range(3)]
+    paths = [Path(f"s{i}.jpg") for i in range(3)]
+    torch.manual_seed(0)
+    feats = random_vgg16(torch.rand(4, 3, 32, 32), set(JohnsonTrainConfig().style_layers))
+    scores = {}
+    for spec in ("gram", "gram,histogram:0"):
+        cfg = JohnsonTrainConfig(style_size=48, image_size=32, style_loss=spec)
+        task = JohnsonTask(cfg, Runtime(torch.device("cpu")), random_vgg16, styles, paths, [], [])
+        scores[spec] = task._style_loss(feats, [2, 0, 2, 1])
+        assert not torch.allclose(scores[spec], task._style_loss(feats, [0, 0, 0, 0]))
+    torch.testing.assert_close(scores["gram"], scores["gram,histogram:0"])
 
 
 @pytest.fixture

@@ -202,12 +202,19 @@ class JohnsonTask:
                        "total": total.item()}
 
     def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> torch.Tensor:
-        """Each style's items against that style's targets; the losses are batch means, so each style's is
-        weighted by its share of the batch."""
+        """The batch mean of each item's loss against its own style's targets. Losses whose targets stack take
+        one pass over the whole batch; the others one pass per style over its items (feature maps sliced, which
+        costs a full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
+        styles = sorted(set(ids))
+        if len(styles) == 1:
+            return self.objective(feats, self.style_targets[styles[0]])
+        stacked = self.objective.per_item([self.style_targets[s] for s in ids])
+        if stacked is not None:
+            return self.objective(feats, stacked)
         terms = []
-        for s in sorted(set(ids)):
+        for s in styles:
             items = [i for i, x in enumerate(ids) if x == s]
-            part = feats if len(items) == len(ids) else {k: v[items] for k, v in feats.items()}
+            part = {k: v[items] for k, v in feats.items()}
             terms.append(len(items) / len(ids) * self.objective(part, self.style_targets[s]))
         return torch.stack(terms).sum()
 
