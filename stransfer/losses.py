@@ -203,10 +203,10 @@ class StyleLoss:
     against it (per batch item; `mask` None, or (B, 1, H, W) where it accepts masks), and how the targets of
     several styles blend. `per_item` says its targets carry a batch dimension of one that its loss broadcasts,
     so the targets of several styles stacked give each batch item its own. `layers` names its own layers where
-    the method prescribes them; `scale` is what one
-    unit of its weight counts, so that every loss at weight 1 and the default style weight strikes a balance;
-    `extra_bytes_per_pixel` is the memory an evaluation needs per output pixel beyond the Gram loss's (fp32,
-    benchmarks/gatys_memory.py), which the Gatys engine's tiling budgets for."""
+    the method prescribes them; `scale` is what one unit of its weight counts, so that every loss at weight 1
+    and the default style weight strikes a balance; `extra_bytes_per_pixel` is the memory an evaluation needs
+    per output pixel beyond the Gram loss's (fp32, benchmarks/gatys_memory.py), which the Gatys engine's tiling
+    budgets for."""
 
     targets: Callable[[torch.Tensor], Any]
     loss: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
