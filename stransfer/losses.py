@@ -218,18 +218,16 @@ class StyleLoss:
     extra_bytes_per_pixel: int = 0
 
 
+def _fieldwise(combine: Callable[[list[torch.Tensor]], torch.Tensor], targets: list[Any]) -> Any:
+    """`combine` applied to several styles' targets: to the tensors, or field by field to tuples of tensors."""
+    if isinstance(targets[0], tuple):
+        return tuple(combine([t[i] for t in targets]) for i in range(len(targets[0])))
+    return combine(targets)
+
+
 def _average(targets: list[Any], weights: list[float]) -> Any:
-    """Weighted average of targets (tensors, or tuples of tensors)."""
-    if isinstance(targets[0], tuple):
-        return tuple(_average([t[i] for t in targets], weights) for i in range(len(targets[0])))
-    return sum(w * t for w, t in zip(weights, targets))
-
-
-def _stacked(targets: list[Any]) -> Any:
-    """Targets (tensors, or tuples of tensors) concatenated along their batch dimension."""
-    if isinstance(targets[0], tuple):
-        return tuple(_stacked([t[i] for t in targets]) for i in range(len(targets[0])))
-    return torch.cat(targets)
+    """Weighted average of targets."""
+    return _fieldwise(lambda ts: sum(w * t for w, t in zip(weights, ts)), targets)
 
 
 def _gram_term(features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -337,7 +335,7 @@ class StyleObjective:
         None where a loss's targets do not stack (histogram, mrf)."""
         if not all(STYLE_LOSSES[name].per_item for name, _ in self.terms):
             return None
-        return {name: {layer: _stacked([t[name][layer] for t in targets]) for layer in self.layers(name)}
+        return {name: {layer: _fieldwise(torch.cat, [t[name][layer] for t in targets]) for layer in self.layers(name)}
                 for name, _ in self.terms}
 
     def __call__(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
