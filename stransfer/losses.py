@@ -338,12 +338,17 @@ class StyleObjective:
         return {name: {layer: _fieldwise(torch.cat, [t[name][layer] for t in targets]) for layer in self.layers(name)}
                 for name, _ in self.terms}
 
-    def __call__(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The weighted sum over losses of each loss's mean over its layers (batch-averaged)."""
+    def items(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Each batch item's loss: the weighted sum over losses of each loss's mean over its layers."""
         total = torch.zeros((), device=next(iter(features.values())).device)
         for name, weight in self.terms:
             loss = STYLE_LOSSES[name]
-            per_layer = [loss.loss(features[layer], target, mask).mean() for layer, target in targets[name].items()]
-            total = total + weight * loss.scale * torch.stack(per_layer).mean()
+            per_layer = [loss.loss(features[layer], target, mask) for layer, target in targets[name].items()]
+            total = total + weight * loss.scale * torch.stack(per_layer).mean(0)
         return total
+
+    def __call__(self, features: Features, targets: Mapping[str, Mapping[str, Any]],
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch mean of `items`."""
+        return self.items(features, targets, mask).mean()

@@ -256,20 +256,29 @@ def test_style_choices_are_balanced_and_a_function_of_seed_and_step():
     assert balanced_choices(1, 4, seed=0, step=9) == [0, 0, 0, 0]
 
 
-def test_a_batch_of_several_styles_scores_the_same_in_one_pass_as_style_by_style(random_vgg16):
+@pytest.mark.parametrize("weights", [(0.5,), (1.0, 3.0, 0.25)])
+def test_a_batch_of_several_styles_scores_the_same_in_one_pass_as_style_by_style(random_vgg16, weights):
     """Items of different styles are scored in one pass with per-item targets where the loss allows (Gram); a
-    loss whose targets do not stack (here histogram, at weight 0) takes one pass per style: the same number."""
+    loss whose targets do not stack (here histogram, at weight 0) takes one pass per style: the same numbers.
+    What trains weighs each item's loss by its own style's style_weight."""
     styles = [pil_to_tensor(gradient_image(40, 48, seed=i)) for i in range(3)]
     paths = [Path(f"s{i}.jpg") for i in range(3)]
     torch.manual_seed(0)
     feats = random_vgg16(torch.rand(4, 3, 32, 32), set(JohnsonTrainConfig().style_layers))
+    ids = [2, 0, 2, 1]
     scores = {}
     for spec in ("gram", "gram,histogram:0"):
-        cfg = JohnsonTrainConfig(style_size=48, image_size=32, style_loss=spec)
+        cfg = JohnsonTrainConfig(style_size=48, image_size=32, style_loss=spec, style_weight=weights)
         task = JohnsonTask(cfg, Runtime(torch.device("cpu")), random_vgg16, styles, paths, [], [])
-        scores[spec] = task._style_loss(feats, [2, 0, 2, 1])
-        assert not torch.allclose(scores[spec], task._style_loss(feats, [0, 0, 0, 0]))
-    torch.testing.assert_close(scores["gram"], scores["gram,histogram:0"])
+        scores[spec] = task._style_loss(feats, ids)
+        assert not torch.allclose(scores[spec][0], task._style_loss(feats, [0, 0, 0, 0])[0])
+    for one_pass, by_style in zip(scores["gram"], scores["gram,histogram:0"]):
+        torch.testing.assert_close(one_pass, by_style)
+    alone = [task.objective({k: v[i:i + 1] for k, v in feats.items()}, task.style_targets[s])
+             for i, s in enumerate(ids)]
+    weight = [weights[0] if len(weights) == 1 else weights[s] for s in ids]
+    torch.testing.assert_close(scores["gram"][0], torch.stack(alone).mean())
+    torch.testing.assert_close(scores["gram"][1], torch.stack([w * a for w, a in zip(weight, alone)]).mean())
 
 
 @pytest.fixture
@@ -298,10 +307,11 @@ def test_train_several_styles_then_add_one_with_the_rest_frozen(capsys, tmp_path
     (wave, dots, new), common = train_args
     two = tmp_path / "two.pth"
     code, _, err = cli(capsys, "train", "johnson", "-s", wave, "-s", dots, *common, "--steps", "6",
-                       "--run-dir", tmp_path / "r1", "-o", two)
+                       "--style-weight", "1,3", "--run-dir", tmp_path / "r1", "-o", two)
     assert code == 0, err
     net2, p2 = load_transformer(two)
     assert p2["styles"] == ["wave", "dots"] and p2["style_images"] == ["wave.png", "dots.png"]
+    assert p2["train_config"]["style_weight"] == [1.0, 3.0]
     assert p2["format_version"] == 2 and net2.styles == 2
     a, b = (net2.tables()[net2.table_names[0]][i] for i in (0, 1))
     assert not torch.equal(a, b)  # each style's parameters trained apart
@@ -336,6 +346,9 @@ def test_style_flags_that_do_not_fit_are_refused(capsys, tmp_path, train_args):
         (["--init", two, "-s", new], "holds 2 styles (wave, dots) and -s gives 1"),
         (["-s", wave, "--add-style", new], "give one"),
         (["-s", wave, "-s", tmp_path / "other" / "wave.png"], "two style images named 'wave'"),
+        (["-s", wave, "-s", dots, "--style-weight", "1,2,3"], "--style-weight has 3 values for 2 style image(s)"),
+        (["--init", two, "--add-style", new, "--style-weight", "1,2"], "has 2 values for 1 style image(s)"),
+        (["-s", wave, "--style-weight", "1,x"], "style_weight"),
     ]
     for extra, message in cases:
         code, _, err = cli(capsys, "train", "johnson", *extra, *common, "--run-dir", tmp_path / "rx",

@@ -25,6 +25,8 @@ InitOpt = Annotated[str | None, typer.Option(
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Model file to write, e.g. weights/NAME.pth.")]
 Float = Annotated[float | None, typer.Option()]
 LearningRateOpt = Annotated[float | None, typer.Option(help="Adam learning rate.")]
+LrDecayOpt = Annotated[float | None, typer.Option(
+    help="Inverse-time decay: lr / (1 + decay * step).")]
 CheckpointOpt = Annotated[int | None, typer.Option(help="Steps between checkpoints.")]
 PreviewOpt = Annotated[int | None, typer.Option(help="Steps between preview sheets.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")]
@@ -63,8 +65,10 @@ def johnson(
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
     style_size: Annotated[int | None, typer.Option(help="Long side of the style image for its Grams.")] = None,
-    learning_rate: LearningRateOpt = None,
-    content_weight: Float = None, style_weight: Float = None,
+    learning_rate: LearningRateOpt = None, lr_decay: LrDecayOpt = None,
+    content_weight: Float = None,
+    style_weight: Annotated[str | None, typer.Option(
+        help="Style weight: one number, or one per style in the order of -s or --add-style, e.g. 2,4,1.")] = None,
     style_loss: Annotated[str | None, typer.Option(help="Style loss, as for stylize -m gatys.")] = None,
     tv_weight: Float = None,
     width: Annotated[int | None, typer.Option(help="Channels of the first layer (32 in the paper).")] = None,
@@ -79,7 +83,7 @@ def johnson(
         raise UsageError("-s trains a network's styles, --add-style adds styles to the --init model: give one")
     _train("johnson", {"style": style or add_style, "data": data, "out": out}, dict(
         steps=steps, batch_size=batch_size, image_size=image_size, style_size=style_size,
-        learning_rate=learning_rate, content_weight=content_weight, style_weight=style_weight,
+        learning_rate=learning_rate, lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
         style_loss=style_loss, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
         config, run_dir, resume, init, device, precision, threads, vgg_weights, bool(add_style))
@@ -94,7 +98,7 @@ def adain(
     batch_size: Annotated[int | None, typer.Option(help="Content/style pairs per step.")] = None,
     crop_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
     learning_rate: LearningRateOpt = None,
-    lr_decay: Annotated[float | None, typer.Option(help="Inverse-time decay: lr / (1 + decay * step).")] = None,
+    lr_decay: LrDecayOpt = None,
     content_weight: Float = None, style_weight: Float = None,
     style_loss: Annotated[str | None, typer.Option(
         help="Style loss, as for stylize -m gatys (default meanstd, the paper's).")] = None,

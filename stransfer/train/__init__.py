@@ -116,11 +116,11 @@ def start(kind: str, inputs: Inputs, flags: dict[str, Any], toml: Path | None, i
     if add_style and init is None:
         raise UsageError("--add-style adds styles to a trained model: give it with --init MODEL")
     start_from = read_init(kind, init) if init is not None else None
+    cfg = config_mod.build(config_type(kind), toml, init_overrides(start_from, flags) if start_from else flags)
     if kind == "johnson":
         from stransfer.train.johnson import check_styles
 
-        check_styles(paths["style"], start_from, add_style)
-    cfg = config_mod.build(config_type(kind), toml, init_overrides(start_from, flags) if start_from else flags)
+        check_styles(paths["style"], start_from, add_style, cfg.style_weight)
     name = "+".join(p.stem for p in paths["style"]) if kind == "johnson" else paths["out"][0].stem
     run_dir = run_dir or Path("runs") / f"{kind}-{name[:80]}"
     if world.is_main:

@@ -41,8 +41,10 @@ class JohnsonTrainConfig(TrainConfig):
     # A network cannot fit each photo as the optimiser does: at Gatys's 5 it gave up the content (relu3_3
     # relative error 1.96 at step 220, stripes everywhere). With the style seen at 512 px, 2 still lost the scene
     # (the_scream: content distance 1.07 at 512 px, step 600); 0.5 gave style ratio 0.34 at content 0.76.
+    # One weight for every style, or one per style in the order of -s (or of --add-style's new styles): in one
+    # network, styles far from photos need more weight than styles near them to take as much of their style.
     content_weight: float = param(1.0, ge=0.0)
-    style_weight: float = param(0.5, ge=0.0)
+    style_weight: tuple[float, ...] = param((0.5,), ge=0.0)
     # The style losses of the registry (losses.py), as in the Gatys engine.
     style_loss: str = param("gram", check=losses.parse_style_loss)
     tv_weight: float = param(1.0, ge=0.0)
@@ -195,28 +197,35 @@ class JohnsonTask:
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
         content_term = losses.content_loss(feats, targets)
-        style_term = self._style_loss(feats, ids)
+        style_term, weighted_style = self._style_loss(feats, ids)
         tv_term = losses.total_variation(out.float())
-        total = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
+        total = cfg.content_weight * content_term + weighted_style + cfg.tv_weight * tv_term
         return total, {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item(),
                        "total": total.item()}
 
-    def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> torch.Tensor:
-        """The batch mean of each item's loss against its own style's targets. Losses whose targets stack take
-        one pass over the whole batch; the others one pass per style over its items (feature maps sliced, which
-        costs a full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
+    def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch mean of each item's loss against its own style's targets, unweighted (what the log shows)
+        and weighted by its style's style_weight (what trains). Losses whose targets stack take one pass over
+        the whole batch; the others one pass per style over its items (feature maps sliced, which costs a
+        full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
+        weights = self.cfg.style_weight
+        weight_of = (lambda s: weights[0]) if len(weights) == 1 else (lambda s: weights[s])
         styles = sorted(set(ids))
         if len(styles) == 1:
-            return self.objective(feats, self.style_targets[styles[0]])
+            term = self.objective(feats, self.style_targets[styles[0]])
+            return term, weight_of(styles[0]) * term
         stacked = self.objective.per_item([self.style_targets[s] for s in ids])
         if stacked is not None:
-            return self.objective(feats, stacked)
-        terms = []
+            per_item = self.objective.items(feats, stacked)
+            item_weights = per_item.new_tensor([weight_of(s) for s in ids])
+            return per_item.mean(), (item_weights * per_item).mean()
+        terms, weighted = [], []
         for s in styles:
             items = [i for i, x in enumerate(ids) if x == s]
             part = {k: v[items] for k, v in feats.items()}
             terms.append(len(items) / len(ids) * self.objective(part, self.style_targets[s]))
-        return torch.stack(terms).sum()
+            weighted.append(weight_of(s) * terms[-1])
+        return torch.stack(terms).sum(), torch.stack(weighted).sum()
 
     def preview(self) -> torch.Tensor:
         """Held-out images, then a row of outputs for each style this run trains."""
@@ -237,9 +246,14 @@ class JohnsonTask:
                          backbone=self.cfg.backbone, train_config=as_dict(self.cfg), steps=steps, record=record)
 
 
-def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool) -> None:
+def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool,
+                 style_weight: tuple[float, ...]) -> None:
     """Style names (the images' stems) must be distinct; --add-style's must be new to the --init model; a run
-    continuing a model (--init without --add-style) trains as many styles as it holds, row for row."""
+    continuing a model (--init without --add-style) trains as many styles as it holds, row for row; style_weight
+    is one number or one per style trained."""
+    if len(style_weight) not in (1, len(paths)):
+        raise UsageError(f"--style-weight has {len(style_weight)} values for {len(paths)} style image(s): give "
+                         "one for every style, or one per style image, in their order")
     names = [p.stem for p in paths]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
