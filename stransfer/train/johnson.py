@@ -41,9 +41,9 @@ class JohnsonTrainConfig(TrainConfig):
     # A network cannot fit each photo as the optimiser does: at Gatys's 5 it gave up the content (relu3_3
     # relative error 1.96 at step 220, stripes everywhere). With the style seen at 512 px, 2 still lost the scene
     # (the_scream: content distance 1.07 at 512 px, step 600); 0.5 gave style ratio 0.34 at content 0.76.
+    content_weight: float = param(1.0, ge=0.0)
     # One weight for every style, or one per style in the order of -s (or of --add-style's new styles): in one
     # network, styles far from photos need more weight than styles near them to take as much of their style.
-    content_weight: float = param(1.0, ge=0.0)
     style_weight: tuple[float, ...] = param((0.5,), ge=0.0)
     # The style losses of the registry (losses.py), as in the Gatys engine.
     style_loss: str = param("gram", check=losses.parse_style_loss)
@@ -208,23 +208,23 @@ class JohnsonTask:
         and weighted by its style's style_weight (what trains). Losses whose targets stack take one pass over
         the whole batch; the others one pass per style over its items (feature maps sliced, which costs a
         full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
-        weights = self.cfg.style_weight
-        weight_of = (lambda s: weights[0]) if len(weights) == 1 else (lambda s: weights[s])
+        weight = self.cfg.style_weight
+        weight = weight * len(self.style_targets) if len(weight) == 1 else weight  # one per style
         styles = sorted(set(ids))
         if len(styles) == 1:
             term = self.objective(feats, self.style_targets[styles[0]])
-            return term, weight_of(styles[0]) * term
+            return term, weight[styles[0]] * term
         stacked = self.objective.per_item([self.style_targets[s] for s in ids])
         if stacked is not None:
             per_item = self.objective.items(feats, stacked)
-            item_weights = per_item.new_tensor([weight_of(s) for s in ids])
+            item_weights = per_item.new_tensor([weight[s] for s in ids])
             return per_item.mean(), (item_weights * per_item).mean()
         terms, weighted = [], []
         for s in styles:
             items = [i for i, x in enumerate(ids) if x == s]
             part = {k: v[items] for k, v in feats.items()}
             terms.append(len(items) / len(ids) * self.objective(part, self.style_targets[s]))
-            weighted.append(weight_of(s) * terms[-1])
+            weighted.append(weight[s] * terms[-1])
         return torch.stack(terms).sum(), torch.stack(weighted).sum()
 
     def preview(self) -> torch.Tensor:
