@@ -161,6 +161,12 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
     return cls(**values)
 
 
+def each(values: tuple[T, ...], count: int) -> tuple[T, ...]:
+    """A list field's `count` values: the one value given repeated, or the values one per item as given (the
+    caller has checked the count)."""
+    return values * count if len(values) == 1 else values
+
+
 def as_dict(config: Any) -> dict[str, Any]:
     """The config as plain TOML/JSON-friendly values (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

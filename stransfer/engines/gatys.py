@@ -10,7 +10,7 @@ import torch
 
 from stransfer import losses, tiling
 from stransfer.backbone import VGGFeatures, deepest_layer
-from stransfer.config import param
+from stransfer.config import each, param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Guide, Styles, style_set
 from stransfer.errors import ConfigError
@@ -132,7 +132,7 @@ class Gatys:
     def schedule(self, height: int, width: int) -> list[tuple[tuple[int, int], int]]:
         """(size, evaluations) per scale, coarse to fine, for an output of height x width."""
         cfg = self.config
-        iterations = cfg.iterations * len(cfg.scales) if len(cfg.iterations) == 1 else cfg.iterations
+        iterations = each(cfg.iterations, len(cfg.scales))
         long_side = max(height, width)
         plan = []
         for scale, n in zip(cfg.scales, iterations):

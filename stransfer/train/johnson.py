@@ -14,7 +14,7 @@ from torch import nn
 
 from stransfer import losses
 from stransfer.backbone import VGGFeatures
-from stransfer.config import as_dict, param
+from stransfer.config import as_dict, each, param
 from stransfer.device import Runtime
 from stransfer.errors import UsageError
 from stransfer.engines.johnson import ConvLayer, InstanceNorm, JohnsonArch, TransformerNet, save_transformer
@@ -150,6 +150,7 @@ class JohnsonTask:
         self.objective = losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers)
         self.taps = set(cfg.content_layers) | self.objective.taps
         self.style_targets = [self._targets(style) for style in styles]  # once per style
+        self.style_weights = each(cfg.style_weight, len(styles))  # check_styles checked the count
         self.previews = load_previews(preview_files, cfg.image_size)
 
     def _targets(self, style: torch.Tensor) -> dict[str, dict[str, Any]]:
@@ -208,8 +209,7 @@ class JohnsonTask:
         and weighted by its style's style_weight (what trains). Losses whose targets stack take one pass over
         the whole batch; the others one pass per style over its items (feature maps sliced, which costs a
         full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
-        weight = self.cfg.style_weight
-        weight = weight * len(self.style_targets) if len(weight) == 1 else weight  # one per style
+        weight = self.style_weights
         styles = sorted(set(ids))
         if len(styles) == 1:
             term = self.objective(feats, self.style_targets[styles[0]])
