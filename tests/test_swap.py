@@ -8,7 +8,7 @@ from stransfer import weights
 from stransfer.device import make_runtime
 from stransfer.engines import EngineInputs
 from stransfer.engines.adain import Decoder, encoder_from
-from stransfer.engines.swap import StyleSwap, SwapTransform, style_swap
+from stransfer.engines.swap import StyleSwap, SwapTransform, style_swap, swap_features
 from stransfer.errors import UsageError
 
 from test_cli import cli, one_error_line
@@ -27,6 +27,18 @@ def test_the_swap_of_a_feature_map_against_itself_gives_it_back():
     torch.manual_seed(0)
     features = torch.rand(1, 32, 9, 13)
     torch.testing.assert_close(style_swap(features, [features], patch_size=3, stride=1), features)
+
+
+def test_swap_features_match_in_the_styles_statistics():
+    """Content that is the style map with other channel statistics (each channel scaled and shifted) swaps back
+    to the style map itself, patch for patch; the paper's raw matching picks other patches for it."""
+    torch.manual_seed(0)
+    style = torch.rand(1, 16, 9, 11)
+    scale, shift = torch.rand(1, 16, 1, 1) + 0.5, torch.randn(1, 16, 1, 1)
+    content = style * scale + shift
+    torch.testing.assert_close(swap_features(content, [style], 3, 1), style, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(style_swap(content, [style], 3, 1), style, atol=1e-2)
+    torch.testing.assert_close(swap_features(style, [style], 3, 1), style, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])

@@ -224,7 +224,8 @@ def test_adain_swap_fraction_trains_the_last_stylised_items_on_style_swap_target
         if i < 5:
             expected = adain(own[i:i + 1], *losses.mean_std(style_maps[j:j + 1]))
         else:
-            expected = style_swap(own[i:i + 1], [style_maps[j:j + 1]], 3)
+            # As -m swap does it: the content in the style crop's statistics, then swapped.
+            expected = style_swap(adain(own[i:i + 1], *losses.mean_std(style_maps[j:j + 1])), [style_maps[j:j + 1]], 3)
         torch.testing.assert_close(seen[0][i:i + 1], expected)
     # The swap is not AdaIN in disguise on these crops.
     assert not torch.allclose(seen[0][7:8], adain(own[7:8], *losses.mean_std(style_maps[5:6])), atol=1e-3)

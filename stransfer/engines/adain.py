@@ -3,6 +3,7 @@ encode with VGG up to relu4_1, align channel statistics to the style's, decode w
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -116,6 +117,29 @@ class AdainConfig:
     tile_overlap: int = param(96, ge=0)
 
 
+def pooled_mean_std(maps: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std, fp32, (1, C, 1, 1), over every cell of several (1, C, h, w) maps taken as one
+    picture: the tiles of a large image, or the maps of several styles."""
+    total = total_sq = None
+    count = 0
+    for f in maps:
+        f = f.float()
+        s1, s2 = f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True)
+        total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
+        count += f.shape[2] * f.shape[3]
+    mean = total / count
+    return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
+
+
+def image_mean_std(engine: OnePass, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std at relu4_1; a large image is encoded in tiles whose sums are pooled, so the
+    statistics are those of the whole picture at bounded memory."""
+    tile = engine.encoding_tile(image)
+    if not tile:
+        return losses.mean_std(engine.encode(image)[ENCODER_LAYER])
+    return pooled_mean_std(engine.encode_tiles(image, tile))
+
+
 class AdainTransform:
     """Channel statistics: the style's mean and std at relu4_1 replace the content's."""
 
@@ -123,20 +147,7 @@ class AdainTransform:
         return self.whole_image(engine, style)
 
     def whole_image(self, engine: OnePass, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Channel mean and std at relu4_1; a large image is encoded in tiles whose sums are pooled, so the
-        statistics are those of the whole picture at bounded memory."""
-        tile = engine.encoding_tile(image)
-        if not tile:
-            return losses.mean_std(engine.encode(image)[ENCODER_LAYER])
-        total = total_sq = None
-        count = 0
-        for f in engine.encode_tiles(image, tile):
-            f = f.float()
-            s1, s2 = f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True)
-            total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
-            count += f.shape[2] * f.shape[3]
-        mean = total / count
-        return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
+        return image_mean_std(engine, image)
 
     def __call__(self, features: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]],
                  weights: list[float], whole: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:

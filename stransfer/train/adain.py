@@ -14,7 +14,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, param
 from stransfer.device import Runtime
 from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain
-from stransfer.engines.swap import SwapConfig, style_swap
+from stransfer.engines.swap import SwapConfig, swap_features
 from stransfer.images import grid
 from stransfer.train.data import CropSampler, load_previews
 from stransfer.train.loop import TrainConfig
@@ -98,7 +98,7 @@ class AdainTask:
         own, style_maps = content_f[ENCODER_LAYER].float(), style_f[ENCODER_LAYER].float()
         k = style.shape[0] - self.swap_items()  # items [n:n + k] take AdaIN's target, the rest style-swap's
         mean, std = losses.mean_std(style_maps[:k])
-        swapped = [style_swap(own[n + i:n + i + 1], [style_maps[i:i + 1]], SwapConfig.patch_size)
+        swapped = [swap_features(own[n + i:n + i + 1], [style_maps[i:i + 1]], SwapConfig.patch_size)
                    for i in range(k, style.shape[0])]
         target = torch.cat([own[:n], adain(own[n:n + k], mean, std), *swapped])
         skips = None
