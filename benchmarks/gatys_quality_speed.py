@@ -2,6 +2,7 @@
 (multi-scale) configuration, and the default in bf16, as one Markdown table.
 
     python benchmarks/gatys_quality_speed.py [--content C] [--style S] [--size 512] [--device auto]
+        [--precision auto|fp32] [--skip-baseline] [--extra SCALES:ITERATIONS[:PLATEAU]]
 
 The baseline is plain single-scale L-BFGS, 300 evaluations, fp32. Distances are the reference metric of
 FACTS.md (stransfer/metrics.py): lower style = closer to the style, lower content = closer to the photo. About
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--extra", action="append", default=[],
                         help="another schedule to try, SCALES:ITERATIONS[:PLATEAU], e.g. 0.5,1:100,50 (repeatable)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--precision", choices=["auto", "fp32"], default="auto",
+                        help="auto: fp32, and bf16 too where it is native; fp32: fp32 only (what AVX2 machines run)")
     args = parser.parse_args()
 
     state = weights.resolve("vgg16")[0]
@@ -59,7 +62,7 @@ def main() -> None:
     default = GatysConfig()
     device = make_runtime(args.device).device
     # Emulated bf16 (CPUs without AVX-512 BF16 or AMX) runs about 400x slower than fp32: timed only where native.
-    precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+    precisions = ["fp32", "bf16"] if native_bf16(device) and args.precision == "auto" else ["fp32"]
     runs = [] if args.skip_baseline else [
         ("single-scale fp32 (baseline)", dataclasses.replace(default, scales=(1.0,), plateau=0.0,
                                                                iterations=(args.baseline_iterations,)), "fp32")]
