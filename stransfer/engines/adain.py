@@ -117,16 +117,24 @@ class AdainConfig:
     tile_overlap: int = param(96, ge=0)
 
 
-def pooled_mean_std(maps: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Channel mean and std, fp32, (1, C, 1, 1), over every cell of several (1, C, h, w) maps taken as one
-    picture: the tiles of a large image, or the maps of several styles."""
+ChannelSums = tuple[torch.Tensor, torch.Tensor, int]
+
+
+def channel_sums(features: torch.Tensor) -> ChannelSums:
+    """Per-channel sum and sum of squares (fp32, (1, C, 1, 1)) over the cells of a (1, C, h, w) map, and its
+    cell count: what pooled_mean_std adds up."""
+    f = features.float()
+    return f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True), f.shape[2] * f.shape[3]
+
+
+def pooled_mean_std(sums: Iterable[ChannelSums]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std, fp32, (1, C, 1, 1), of several maps' channel_sums taken as one picture: the tiles
+    of a large image, or the maps of several styles."""
     total = total_sq = None
     count = 0
-    for f in maps:
-        f = f.float()
-        s1, s2 = f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True)
+    for s1, s2, cells in sums:
         total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
-        count += f.shape[2] * f.shape[3]
+        count += cells
     mean = total / count
     return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
 
@@ -137,7 +145,7 @@ def image_mean_std(engine: OnePass, image: torch.Tensor) -> tuple[torch.Tensor, 
     tile = engine.encoding_tile(image)
     if not tile:
         return losses.mean_std(engine.encode(image)[ENCODER_LAYER])
-    return pooled_mean_std(engine.encode_tiles(image, tile))
+    return pooled_mean_std(channel_sums(f) for f in engine.encode_tiles(image, tile))
 
 
 class AdainTransform:

@@ -17,7 +17,8 @@ from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Styles
-from stransfer.engines.adain import AdainConfig, adain, image_mean_std, load_networks, pooled_mean_std
+from stransfer.engines.adain import (AdainConfig, ChannelSums, adain, channel_sums, image_mean_std, load_networks,
+                                     pooled_mean_std)
 from stransfer.engines.onepass import ENCODER_LAYER, OnePass
 from stransfer.errors import ConfigError, UsageError
 
@@ -129,41 +130,55 @@ def style_swap(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: 
 
 
 def swap_features(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int = 3, stride: int = 1,
-                  content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  content_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  style_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """style_swap of the content's features after they take the channel mean and std of `maps` (AdaIN; with
-    `content_stats` in place of their own, as a tile takes its whole image's). The paper matches the raw
-    features, whose statistics are the photo's: its patches then keep choosing the few style patches nearest
-    the photo's own, and the swapped map copies a narrow part of the style. Matched in the style's statistics,
-    on 8 held-out pairs (512 px, alpha 0.7, stride 2) the style ratio fell from 0.66 to 0.57 at content 0.83 ->
-    0.91, a better trade than alpha gives (0.8: 0.54 at content 1.23); weights/README.md has the table."""
-    mean, std = pooled_mean_std(maps)
+    `content_stats` in place of their own, as a tile takes its whole image's; `style_stats`: those of `maps`,
+    when already known). The paper matches the raw features, whose statistics are the photo's: its patches
+    then keep choosing the few style patches nearest the photo's own, and the swapped map copies a narrow part
+    of the style. Matched in the style's statistics, on 8 held-out pairs (512 px, alpha 0.7, stride 2) the style
+    ratio fell from 0.66 to 0.57 at content 0.83 -> 0.91, a better trade than alpha gives (0.8: 0.54 at content
+    1.23); weights/README.md has the table."""
+    mean, std = style_stats or pooled_mean_std(channel_sums(m) for m in maps)
     return style_swap(adain(content, mean, std, content_stats), maps, patch_size, stride)
 
 
+@dataclass(frozen=True)
+class SwapTarget:
+    """A style's relu4_1 map (in tiles, for a large style), padded to the stride's grid and channels-last, and
+    each map's channel sums, so the statistics the content is matched in are not summed again per tile or
+    frame."""
+
+    maps: list[torch.Tensor]
+    sums: list[ChannelSums]
+
+
 class SwapTransform:
-    """Style-swap as a one-pass feature transform: a style's target is its relu4_1 map (in tiles, for a large
-    style); several styles pool their patches and their statistics. A tile is normalised with its whole
-    image's statistics, as in AdaIN."""
+    """Style-swap as a one-pass feature transform; several styles pool their patches and their statistics. A
+    tile is normalised with its whole image's statistics, as in AdaIN."""
 
     def __init__(self, patch_size: int, stride: int) -> None:
         self.patch_size, self.stride = patch_size, stride
 
-    def style_target(self, engine: OnePass, style: torch.Tensor) -> list[torch.Tensor]:
+    def style_target(self, engine: OnePass, style: torch.Tensor) -> SwapTarget:
         tile = engine.encoding_tile(style)
         maps = [engine.encode(style)[ENCODER_LAYER]] if not tile else list(engine.encode_tiles(style, tile))
         # Channels-last, so a cell's C values are contiguous for rebuild's gathers; a map smaller than a patch
         # is padded to one.
-        return [_pad_to_grid(m.float(), self.patch_size, self.stride).contiguous(memory_format=torch.channels_last)
+        maps = [_pad_to_grid(m.float(), self.patch_size, self.stride).contiguous(memory_format=torch.channels_last)
                 for m in maps]
+        return SwapTarget(maps, [channel_sums(m) for m in maps])
 
     def whole_image(self, engine: OnePass, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return image_mean_std(engine, image)
 
-    def __call__(self, features: torch.Tensor, targets: list[list[torch.Tensor]], weights: list[float],
+    def __call__(self, features: torch.Tensor, targets: list[SwapTarget], weights: list[float],
                  whole: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         # Several styles pool their patches: each content patch takes the best of all of them, so blend
         # weights have no meaning here (StyleSwap.prepare refuses unequal ones).
-        return swap_features(features, [m for maps in targets for m in maps], self.patch_size, self.stride, whole)
+        maps = [m for t in targets for m in t.maps]
+        style_stats = pooled_mean_std(s for t in targets for s in t.sums)
+        return swap_features(features, maps, self.patch_size, self.stride, whole, style_stats)
 
 
 @dataclass(frozen=True)
