@@ -8,6 +8,7 @@ import functools
 import os
 import random
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -75,14 +76,37 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """bf16 that runs in hardware (so it is faster, not just emulated): Ampere+ GPUs, and CPUs with
-    AVX-512 BF16 or AMX (read from /proc/cpuinfo; elsewhere we do not guess)."""
+    """bf16 that runs in hardware (so it is faster, not just emulated): Ampere+ GPUs, and CPUs whose flags
+    (/proc/cpuinfo; elsewhere we do not guess) claim AVX-512 BF16 or AMX and whose bf16 matmul is timed faster
+    than fp32 (`cpu_bf16_speedup`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        flags = cpu_flags()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
+        return cpu_claims_bf16() and cpu_bf16_speedup() > 1.0
     return False
+
+
+def cpu_claims_bf16() -> bool:
+    flags = cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache  # process-wide: a few milliseconds where bf16 is native, under a second where it is not
+def cpu_bf16_speedup(side: int = 256, repeats: int = 5) -> float:
+    """fp32 matmul time over bf16's on this CPU, best of a few. Flags can lie: with oneDNN capped below its bf16
+    kernels (ONEDNN_MAX_CPU_ISA=AVX2) an AMX chip emulates bf16 matmul about 100x slower than fp32, where natively
+    it runs 2x faster."""
+
+    def best_seconds(a: torch.Tensor, b: torch.Tensor) -> float:
+        times = []
+        for _ in range(repeats + 1):  # the first call pays for choosing and building the kernel
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    a, b = torch.rand(side, side), torch.rand(side, side)
+    return best_seconds(a, b) / best_seconds(a.bfloat16(), b.bfloat16())
 
 
 def cpu_flags() -> set[str]:
@@ -139,6 +163,8 @@ def make_runtime(
         # bf16 where the hardware runs it natively: measured on the engines, same quality, 1.5-1.7x faster.
         precision = "bf16" if native_bf16(dev) else "fp32"
         why = f"auto: {'native' if precision == 'bf16' else 'no native'} bf16 on this {dev.type}"
+        if dev.type == "cpu" and cpu_claims_bf16():
+            why += f"; its flags claim bf16, and a bf16 matmul timed {cpu_bf16_speedup():.2g}x as fast as fp32"
     if precision == "bf16" and not bf16_supported(dev):
         raise UsageError(f"--precision bf16 is not supported on {dev.type} here (use fp32)")
     if threads is not None:

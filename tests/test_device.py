@@ -63,15 +63,21 @@ def test_seed_makes_generators_repeat():
 def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
     """auto is bf16 only where the CPU runs it natively; AVX2-only CPUs would emulate it 400x slower."""
     monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: 2.0)
     assert make_runtime("cpu", "auto").precision == expected
     assert make_runtime("cpu", "fp32").precision == "fp32"
 
 
+NATIVE_BF16 = ("precision bf16 (auto: native bf16 on this cpu; its flags claim bf16, and a bf16 matmul timed 2x as "
+               "fast as fp32)")
+
+
 @pytest.mark.parametrize(("flags", "expected"), [({"avx2", "fma"}, "precision fp32 (auto: no native bf16 on this cpu)"),
-                                                  ({"avx512_bf16"}, "precision bf16 (auto: native bf16 on this cpu)")])
+                                                  ({"avx512_bf16"}, NATIVE_BF16)])
 def test_verbose_says_once_which_precision_auto_chose_and_why(monkeypatch, capsys, make_image, tiny_run, tmp_path,
                                                              flags, expected):
     monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: 2.0)
     out = tmp_path / "out.png"
     code, _, err = cli(capsys, "stylize", make_image("c.png", 32, 32), "-o", out, *tiny_run, "--verbose")
     assert code == 0 and out.exists()
@@ -79,6 +85,26 @@ def test_verbose_says_once_which_precision_auto_chose_and_why(monkeypatch, capsy
     code, _, err = cli(capsys, "stylize", make_image("d.png", 32, 32), "-o", tmp_path / "d_out.png", *tiny_run,
                        "--precision", "fp32")
     assert code == 0 and "precision" not in err
+
+
+def test_auto_precision_times_bf16_where_the_flags_claim_it(monkeypatch):
+    """Flags can claim bf16 that runs emulated; then the timed matmul decides, and --verbose says so."""
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: 0.01)
+    runtime = make_runtime("cpu", "auto")
+    assert runtime.precision == "fp32" and "timed 0.01x as fast as fp32" in runtime.describe()
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: pytest.fail("timed without the flags"))
+    assert make_runtime("cpu", "auto").precision == "fp32"
+
+
+def test_a_cpu_capped_below_its_bf16_kernels_times_bf16_slower():
+    """The real probe, on a CPU whose bf16 is emulated whatever its flags say: oneDNN capped at AVX2."""
+    probe = "from stransfer.device import cpu_bf16_speedup; print(cpu_bf16_speedup())"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 0.5
 
 
 FAULTS_PROBE = """
