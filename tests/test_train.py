@@ -269,6 +269,10 @@ def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tin
     code, _, err = cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "4", "--run-dir",
                        tmp_path / "r1", "-o", first)
     assert code == 0, err
+    # An edit made to the file after training (e.g. a style removed by hand) stays in the next stage's lineage.
+    payload = torch.load(first, weights_only=True)
+    payload["record"]["edits"] = ["removed a style"]
+    torch.save(payload, first)
     second = tmp_path / "second.pth"
     # No --width here: the tiny TOML's width 4 must come from the model (the default is 16).
     args = [a for a in tiny_johnson_args]
@@ -287,6 +291,7 @@ def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tin
     lineage = p2["record"]["lineage"]
     assert [s["steps"] for s in lineage] == [4, 3] and p2["steps"] == 7
     assert lineage[0]["train_config"]["width"] == 4 and lineage[1]["train_config"]["learning_rate"] == 1e-9
+    assert lineage[0]["edits"] == ["removed a style"] and "edits" not in lineage[1] and "edits" not in p2["record"]
     # The second stage does not replay the first stage's batches.
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["seed"] == 4
 

@@ -36,12 +36,19 @@ def config_type(kind: str) -> type:
 
 
 def lineage_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training stages behind a model file, oldest first; a file from before lineages is one stage."""
+    """The training stages behind a model file, oldest first; a file from before lineages is one stage. Edits
+    made to the file after its last stage (its record's `edits`, e.g. styles removed) go with that stage, so a
+    run from the file (--init) keeps them."""
     record = payload.get("record", {})
     if isinstance(record.get("lineage"), list):
-        return record["lineage"]
-    return [{"steps": payload.get("steps"), "wall_time_s": record.get("wall_time_s"), "machine": record.get("machine"),
-             "final_losses": record.get("final_losses"), "train_config": payload.get("train_config")}]
+        stages = list(record["lineage"])
+    else:
+        stages = [{"steps": payload.get("steps"), "wall_time_s": record.get("wall_time_s"),
+                   "machine": record.get("machine"), "final_losses": record.get("final_losses"),
+                   "train_config": payload.get("train_config")}]
+    if record.get("edits"):
+        stages[-1] = {**stages[-1], "edits": [*stages[-1].get("edits", []), *record["edits"]]}
+    return stages
 
 
 def read_init(kind: str, name_or_path: str) -> dict[str, Any]:
