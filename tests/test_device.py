@@ -98,6 +98,7 @@ def test_auto_precision_times_bf16_where_the_flags_claim_it(monkeypatch):
     assert make_runtime("cpu", "auto").precision == "fp32"
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 is an x86 cap")
 def test_a_cpu_capped_below_its_bf16_kernels_times_bf16_slower():
     """The real probe, on a CPU whose bf16 is emulated whatever its flags say: oneDNN capped at AVX2."""
     probe = "from stransfer.device import cpu_bf16_speedup; print(cpu_bf16_speedup())"
