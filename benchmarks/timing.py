@@ -38,9 +38,12 @@ def cpu_name() -> str:
 
 def machine_kind() -> str:
     """The README block (run_all.py) this machine's numbers belong to: gpu where there is a CUDA GPU (the
-    benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu."""
+    benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu. A bf16 chip capped
+    at AVX2 is avx2-capped, which has no README block: its times are not an AVX2 chip's."""
     if torch.cuda.is_available():
         return "gpu"
+    if cpu_claims_bf16() and not native_bf16(torch.device("cpu")):
+        return "avx2-capped"
     return {"AVX-512 BF16": "avx512-bf16", "AVX2": "avx2"}.get(cpu_kind(), "other-cpu")
 
 

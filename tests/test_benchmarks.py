@@ -15,6 +15,7 @@ from stransfer.train.johnson import JohnsonTrainConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from multistyle_speed import step_ms  # noqa: E402
 from run_all import johnson_styles  # noqa: E402
+from timing import machine_kind  # noqa: E402
 
 
 @pytest.mark.parametrize("styles, frozen", [(1, 0), (3, 0), (1, 2)])
@@ -33,3 +34,15 @@ def test_run_all_scores_each_style_of_a_multistyle_model(tmp_path):
     assert johnson_styles(tmp_path / "multi.pth") == ["wave", "udnie"]
     two_style_model(tmp_path / "one.pth", names=("udnie",))
     assert johnson_styles(tmp_path / "one.pth") == ["udnie"]
+
+
+@pytest.mark.parametrize(("flags", "speedup", "kind"), [({"avx2"}, None, "avx2"),
+                                                        ({"avx2", "avx512_bf16", "amx_bf16"}, 2.0, "avx512-bf16"),
+                                                        ({"avx2", "avx512_bf16", "amx_bf16"}, 0.01, "avx2-capped")])
+def test_a_bf16_chip_capped_at_avx2_writes_no_readme_block(monkeypatch, flags, speedup, kind):
+    """run_all.py rewrites the README block of machine_kind(); a capped chip's times are not an AVX2 chip's."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: speedup)
+    monkeypatch.setattr("timing.cpu_flags", lambda: flags)
+    assert machine_kind() == kind
