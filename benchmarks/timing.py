@@ -23,6 +23,11 @@ def cpu_kind() -> str:
     return "AVX2" if "avx2" in cpu_flags() else "other"
 
 
+def bf16_capped() -> bool:
+    """A chip whose flags claim bf16 that runs emulated (oneDNN capped at AVX2): its times are not an AVX2 chip's."""
+    return cpu_claims_bf16() and not native_bf16(torch.device("cpu"))
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux), and AMX where it has it: chips of one kind differ, so a table says which one
     it came from."""
@@ -33,7 +38,7 @@ def cpu_name() -> str:
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
     name = names[0] if names else platform.processor() or "unknown CPU"
     name = f"{name} with AMX" if "amx_bf16" in cpu_flags() else name
-    return f"{name}, bf16 emulated" if cpu_claims_bf16() and not native_bf16(torch.device("cpu")) else name
+    return f"{name}, bf16 emulated" if bf16_capped() else name
 
 
 def machine_kind() -> str:
@@ -42,7 +47,7 @@ def machine_kind() -> str:
     at AVX2 is avx2-capped, which has no README block: its times are not an AVX2 chip's."""
     if torch.cuda.is_available():
         return "gpu"
-    if cpu_claims_bf16() and not native_bf16(torch.device("cpu")):
+    if bf16_capped():
         return "avx2-capped"
     return {"AVX-512 BF16": "avx512-bf16", "AVX2": "avx2"}.get(cpu_kind(), "other-cpu")
 
