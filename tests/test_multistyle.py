@@ -344,6 +344,7 @@ def test_style_flags_that_do_not_fit_are_refused(capsys, tmp_path, train_args):
         (["--add-style", new], "give it with --init MODEL"),
         (["--init", two, "--add-style", wave], "already holds style 'wave'"),
         (["--init", two, "-s", new], "holds 2 styles (wave, dots) and -s gives 1"),
+        (["--init", two, "-s", dots, "-s", wave], "-s gives 'dots' as style 1, but --init"),
         (["-s", wave, "--add-style", new], "give one"),
         (["-s", wave, "-s", tmp_path / "other" / "wave.png"], "two style images named 'wave'"),
         (["-s", wave, "-s", dots, "--style-weight", "1,2,3"], "--style-weight has 3 values for 2 style image(s)"),

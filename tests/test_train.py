@@ -296,6 +296,24 @@ def test_init_continues_from_a_model_and_keeps_its_lineage(capsys, tmp_path, tin
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["config"]["seed"] == 4
 
 
+def test_init_may_start_a_new_style_from_a_trained_network(capsys, tmp_path, tiny_johnson_args):
+    """A trained network is a good start for another style: --init with an image the model does not hold
+    trains its row toward that image, under the image's name (only a held style given out of order is refused,
+    test_multistyle)."""
+    first = tmp_path / "first.pth"
+    assert cli(capsys, "train", "johnson", *tiny_johnson_args, "--steps", "2", "--run-dir", tmp_path / "r1",
+               "-o", first)[0] == 0
+    art = tmp_path / "other_art.png"
+    gradient_image(48, 48, seed=3).save(art)
+    args = list(tiny_johnson_args)
+    args[args.index("-s") + 1] = art
+    second = tmp_path / "second.pth"
+    code, _, err = cli(capsys, "train", "johnson", *args, "--init", first, "--steps", "1", "--run-dir",
+                       tmp_path / "r2", "-o", second)
+    assert code == 0, err
+    assert load_transformer(second)[1]["styles"] == ["other_art"]
+
+
 def test_widened_network_computes_what_the_narrow_one_did_and_its_copies_can_learn_apart():
     torch.manual_seed(0)
     small = TransformerNet(JohnsonArch(4, 2), styles=2)

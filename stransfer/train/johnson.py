@@ -250,7 +250,7 @@ def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool
                  style_weight: tuple[float, ...]) -> None:
     """Style names (the images' stems) must be distinct; --add-style's must be new to the --init model; a run
     continuing a model (--init without --add-style) trains as many styles as it holds, row for row; style_weight
-    is one number or one per style trained."""
+    is one number or one per style trained; a style the model holds must be given in its own row."""
     if len(style_weight) not in (1, len(paths)):
         raise UsageError(f"--style-weight has {len(style_weight)} values for {len(paths)} style image(s): give "
                          "one for every style, or one per style image, in their order")
@@ -269,3 +269,11 @@ def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool
         raise UsageError(f"--init {init['path']} holds {len(held)} styles ({', '.join(held)}) and -s gives "
                          f"{len(names)}: continue a model with one -s per style, in its order, or add styles "
                          "with --add-style")
+    else:
+        # Row i trains toward the i-th image, so a style given out of order would silently retrain another
+        # style's row. A name the model does not hold is allowed: a trained network is a good start for a new style.
+        moved = [(i, n) for i, n in enumerate(names) if n in held and held[i] != n]
+        if moved:
+            i, n = moved[0]
+            raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
+                             f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
