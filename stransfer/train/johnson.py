@@ -272,8 +272,7 @@ def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool
     else:
         # Row i trains toward the i-th image, so a style given out of order would silently retrain another
         # style's row. A name the model does not hold is allowed: a trained network is a good start for a new style.
-        moved = [(i, n) for i, n in enumerate(names) if n in held and held[i] != n]
-        if moved:
-            i, n = moved[0]
-            raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
-                             f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
+        for i, n in enumerate(names):
+            if n in held and held[i] != n:
+                raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
+                                 f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
