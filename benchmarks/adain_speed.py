@@ -18,7 +18,7 @@ from stransfer import weights
 from stransfer.device import make_runtime
 from stransfer.engines.adain import AdaIN, Decoder, encoder_from
 from stransfer.train.adain import AdainTask, AdainTrainConfig
-from stransfer.train.loop import place
+from stransfer.train.loop import place, place_loss_network
 from timing import ms_per_call, speed_options
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     args, device, precisions = speed_options(__doc__)
     state = weights.resolve("vgg16")[0]
     torch.manual_seed(0)
-    decoder = Decoder("vgg16").eval()
+    decoder = Decoder("vgg16").eval().requires_grad_(False)  # frozen, as a loaded decoder is
     print(f"# adain speed: device {device}, {torch.get_num_threads()} threads, {platform.machine()}, "
           f"torch {torch.__version__}")
     print("| size | alpha | " + " | ".join(f"{p} ms/image (style encoding) " for p in precisions) + " |")
@@ -53,7 +53,7 @@ def main() -> None:
     cells = []
     for precision in precisions:
         runtime = make_runtime(args.device, precision, seed=0)
-        task = AdainTask(cfg, runtime, place(encoder_from("vgg16", state), runtime), [], [], [], [])
+        task = AdainTask(cfg, runtime, place_loss_network(encoder_from("vgg16", state), runtime), [], [], [], [])
         place(task.model, runtime)
         opt = torch.optim.Adam(task.model.parameters(), lr=cfg.learning_rate)
         batch = tuple(torch.rand(count, 3, cfg.crop_size, cfg.crop_size, device=runtime.device).to(

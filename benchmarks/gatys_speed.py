@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from stransfer import images, weights
+from stransfer import images, weights, winograd
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime, native_bf16
 from stransfer.engines.gatys import Gatys, GatysConfig
@@ -50,10 +50,11 @@ def seconds_per_iteration(size: int, precision: str, iterations: int, device: st
 
 
 def bare_network_seconds(size: int, iterations: int, device: str, backbone: VGGFeatures) -> float:
-    """Forward + backward to the pixels through the engine's network in its layout, nothing else: the floor
-    an evaluation's losses, Grams and optimiser add to."""
+    """Forward + backward to the pixels through the engine's network in its layout and with its convolutions
+    (stransfer.winograd where the engine takes them), nothing else: the floor an evaluation's losses, Grams and
+    optimiser add to."""
     runtime = make_runtime(device, "fp32", seed=0)
-    net = backbone.to(runtime.device, memory_format=torch.channels_last)
+    net = winograd.adopt(backbone.to(runtime.device, memory_format=torch.channels_last), runtime)
     x = photo(size).to(runtime.device).requires_grad_(True)  # the iterations' own shape and pixels
 
     def once() -> None:

@@ -20,7 +20,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines.johnson import JohnsonArch, TransformerNet
 from stransfer.train.johnson import JohnsonTrainConfig
-from stransfer.train.loop import place
+from stransfer.train.loop import place_loss_network
 from multistyle_speed import step_ms
 from timing import ms_per_call, speed_options
 
@@ -46,7 +46,7 @@ def train_steps_per_second(arch: JohnsonArch, precision: str, device: str, steps
     cfg = dataclasses.replace(JohnsonTrainConfig(), width=arch.width, residual_blocks=arch.residual_blocks)
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
     backbone.load_weights(weights.resolve("vgg16")[0])
-    return 1000 / step_ms(1, 0, runtime, place(backbone, runtime), steps, cfg)
+    return 1000 / step_ms(1, 0, runtime, place_loss_network(backbone, runtime), steps, cfg)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.train.data import balanced_choices
 from stransfer.train.johnson import JohnsonTask, JohnsonTrainConfig
-from stransfer.train.loop import place
+from stransfer.train.loop import place, place_loss_network
 from timing import ms_per_call
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     runtime = make_runtime(args.device, args.precision, args.threads, seed=0)
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
     backbone.load_weights(weights.resolve("vgg16")[0])
-    backbone = place(backbone, runtime)
+    backbone = place_loss_network(backbone, runtime)
     cfg = JohnsonTrainConfig()
     print(f"# johnson training step: device {runtime.device} {runtime.precision}, {torch.get_num_threads()} threads, "
           f"{platform.machine()}, torch {torch.__version__}; width {cfg.width}, {cfg.residual_blocks} blocks, "

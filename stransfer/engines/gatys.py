@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from stransfer import losses, tiling
+from stransfer import losses, tiling, winograd
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.config import each, param
 from stransfer.device import Runtime
@@ -124,7 +124,7 @@ class Gatys:
             masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
             raise ConfigError(f"--mask works with the style losses {masked} (got '{config.style_loss}')")
         self.config, self.runtime, self.inputs = config, runtime, inputs
-        self.backbone = backbone.to(memory_format=torch.channels_last)
+        self.backbone = winograd.adopt(backbone.to(memory_format=torch.channels_last), runtime)
 
     def prepare(self, styles: list[torch.Tensor]) -> Styles:
         return style_set(self.name, styles, self.inputs)

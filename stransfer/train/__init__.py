@@ -17,7 +17,7 @@ from stransfer.fileio import atomic_write
 from stransfer.images import load_image
 from stransfer.train.data import list_images, split
 from stransfer.engines.adain import ENCODER_LAYER
-from stransfer.train.loop import CHECKPOINT, Task, TrainResult, place, train
+from stransfer.train.loop import CHECKPOINT, Task, TrainResult, place_loss_network, train
 from stransfer.weights import find_model, load_model, resolve
 
 RUN_CONFIG = "config.json"
@@ -185,7 +185,7 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
               if kind == "johnson" else (ENCODER_LAYER,))
     backbone = VGGFeatures(cfg.backbone, deepest=deepest_layer(cfg.backbone, layers))
     backbone.load_weights(resolve(cfg.backbone, vgg_weights, on_event)[0])
-    backbone = place(backbone, runtime)
+    backbone = place_loss_network(backbone, runtime)
 
     task: Task
     if kind == "adain":

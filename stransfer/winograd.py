@@ -1,0 +1,149 @@
+"""3x3 convolutions by Winograd's minimal filtering, F(4x4, 3x3) (Lavin & Gray, 2016), for CPUs in fp32.
+
+A 4x4 block of outputs takes 36 multiplications per channel pair instead of 144: each 6x6 input tile and each
+filter go to the transformed domain, where the convolution is 36 independent matrix products over the channels,
+and the products come back as 4x4 outputs. oneDNN convolves 3x3 directly, so this is the faster way wherever the
+layers are wide enough for those products to run near peak: on 2 cores running the AVX2 code paths, VGG16's
+64-channel layers 1.4x, its 512-channel ones 4.3x, a Gatys evaluation at 512 px 2.3x and an AdaIN image at
+1024 px 2.0x (benchmarks/winograd.py). The result is the same convolution to about 1e-5 relative: fp32 only,
+since the transforms' coefficients (up to 8 and 1/24) would cost bf16 its few bits.
+
+Frozen weights only: the layer gives the gradient to its input (Gatys' pixels, a trained network's output
+through the loss network), never to its weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from stransfer.device import Runtime
+
+# F(4x4, 3x3)'s matrices: B^T takes a 6x6 input tile to the transformed domain, G a 3x3 filter, A^T brings 6x6
+# products back to a 4x4 output block. A tile's 2-D transform B^T d B is kron(B^T, B^T) on the tile flattened.
+_BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                    [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float64)
+_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
+_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                   dtype=torch.float64)
+INPUT_TRANSFORM = torch.kron(_BT, _BT).float()  # (36, 36)
+OUTPUT_TRANSFORM = torch.kron(_AT, _AT).float()  # (16, 36)
+
+# Floats in one transformed copy (36 per tile and channel): the tile rows transformed at once are bounded by it,
+# so the copies add a few times 8 MB however large the image. Larger chunks ran no faster and left the allocator
+# more holes: the README's main job at fp32 peaked 0.3 GB higher with 32 MB copies.
+CHUNK_FLOATS = 2 * 2**20
+
+
+def filter_transform(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) filters -> (36, C_in, C_out) in the transformed domain, computed in fp64."""
+    u = torch.einsum("ij,ocjk,lk->ilco", _G, weight.detach().double().cpu(), _G)
+    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+
+
+def convolve(x: torch.Tensor, u: torch.Tensor, padding: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The 3x3 convolution of x (N, C, H, W) with transformed filters u, zero-padded by `padding`, plus `bias`:
+    (N, C_out, H + 2 * padding - 2, W + 2 * padding - 2), channels-last. The padded input is never built
+    whole: each chunk of tile rows copies just its slab."""
+    n, c, h_in, w_in = x.shape
+    h, w, c_out = h_in + 2 * padding - 2, w_in + 2 * padding - 2, u.shape[2]
+    tile_rows, tile_cols = -(-h // 4), -(-w // 4)
+    source = x.permute(0, 2, 3, 1)  # N H W C: a view, no copy, when x is channels-last
+    out = x.new_empty(n, h, w, c_out)
+    rows_per_chunk = max(1, CHUNK_FLOATS // (36 * max(c, c_out) * n * tile_cols))
+    for r0 in range(0, tile_rows, rows_per_chunk):
+        rows = min(rows_per_chunk, tile_rows - r0)
+        # The padded image's rows 4 * r0 ... 4 * (r0 + rows) + 1; zeros past the input's edges, and past the
+        # output's last whole tile (they only feed outputs that are cut off).
+        slab = x.new_zeros(n, 4 * rows + 2, 4 * tile_cols + 2, c)
+        top = 4 * r0 - padding
+        first, last = max(top, 0), min(top + 4 * rows + 2, h_in)
+        slab[:, first - top: last - top, padding: padding + w_in] = source[:, first:last]
+        tiles = slab.unfold(1, 6, 4).unfold(2, 6, 4)  # n rows cols c 6 6
+        d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
+        products = torch.bmm((INPUT_TRANSFORM @ d).view(36, -1, c), u)
+        y = (OUTPUT_TRANSFORM @ products.view(36, -1)).view(4, 4, n, rows, tile_cols, c_out)
+        y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, 4 * rows, 4 * tile_cols, c_out)
+        bottom = min(4 * (r0 + rows), h)
+        chunk = y[:, : bottom - 4 * r0, :w]
+        out[:, 4 * r0: bottom] = chunk if bias is None else chunk + bias
+    return out.permute(0, 3, 1, 2)
+
+
+class _Convolve(torch.autograd.Function):
+    """A valid convolution whose gradient to the input is the full convolution of the gradient with the
+    filters turned 180 degrees and transposed: the same fast path, backwards."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: WinogradConv2d) -> torch.Tensor:  # type: ignore[override]
+        ctx.layer = layer
+        return convolve(x, layer.u, layer.padding, layer.bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        layer = ctx.layer
+        return convolve(grad, layer.backward_filters(), 2 - layer.padding), None
+
+
+class WinogradConv2d(nn.Module):
+    """A frozen 3x3, stride-1 nn.Conv2d (zero padding 0 or 1) computed by F(4x4, 3x3)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if not eligible(conv, narrowest=1):
+            raise ValueError(f"not a frozen 3x3 stride-1 convolution: {conv}")
+        self.padding = conv.padding[0]
+        self.register_buffer("weight", conv.weight.detach().clone())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.register_buffer("u", filter_transform(conv.weight).to(conv.weight.device))
+        self._u_back: torch.Tensor | None = None
+
+    def backward_filters(self) -> torch.Tensor:
+        """The transformed filters of the input gradient, made on the first backward pass: a feed-forward
+        engine never needs their 4x the weights' memory."""
+        if self._u_back is None:
+            self._u_back = filter_transform(self.weight.flip(2, 3).transpose(0, 1)).to(self.u.device)
+        return self._u_back
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):  # fp32 throughout, even inside a bf16 region
+            return _Convolve.apply(x.float(), self)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel_size=(3, 3), padding={self.padding}"
+
+
+def min_channels() -> int:
+    """The narrowest layer worth it on this CPU. With AVX-512, oneDNN's direct kernels keep up at 64 channels (a
+    Gatys evaluation ran 0.88x as fast with those layers converted, 1.44x without them); with AVX2 every VGG width
+    gains (64 channels: 1.4-1.6x; benchmarks/winograd.py)."""
+    return 128 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 64
+
+
+def eligible(conv: nn.Module, narrowest: int) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding in ((0, 0), (1, 1))
+            and conv.padding_mode == "zeros" and not conv.weight.requires_grad
+            and min(conv.in_channels, conv.out_channels) >= narrowest)
+
+
+def wanted(runtime: Runtime) -> bool:
+    """On the CPU in fp32; GPUs' libraries choose Winograd themselves, and bf16 is too coarse for it."""
+    return runtime.device.type == "cpu" and runtime.precision == "fp32"
+
+
+def adopt(module: nn.Module, runtime: Runtime) -> nn.Module:
+    """The module, or where the runtime wants it a copy with its frozen 3x3 convolutions of min_channels() and
+    more computed by F(4x4, 3x3). A copy, so a network the caller shares with other engines stays as it was."""
+    narrowest = min_channels()
+    if not wanted(runtime) or not any(eligible(m, narrowest) for m in module.modules()):
+        return module
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if eligible(child, narrowest):
+                setattr(parent, name, WinogradConv2d(child))
+    return module
