@@ -78,6 +78,7 @@ def main() -> None:
 
     sections = [
         run("Gatys: seconds per iteration", ["benchmarks/gatys_speed.py"]),
+        run("3x3 convolutions: direct against Winograd", ["benchmarks/winograd.py"]),
         run("Gatys: quality and speed at 512 px", ["benchmarks/gatys_quality_speed.py"]
             + (["--skip-baseline"] if args.quick else [])),
         run("Johnson: speed", ["benchmarks/johnson_speed.py"]),

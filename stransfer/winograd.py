@@ -15,11 +15,14 @@ through the loss network), never to its weights.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from stransfer.device import Runtime
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 # F(4x4, 3x3)'s matrices: B^T takes a 6x6 input tile to the transformed domain, G a 3x3 filter, A^T brings 6x6
 # products back to a 4x4 output block. A tile's 2-D transform B^T d B is kron(B^T, B^T) on the tile flattened.
@@ -96,8 +99,8 @@ class WinogradConv2d(nn.Module):
         if not eligible(conv, narrowest=1):
             raise ValueError(f"not a frozen 3x3 stride-1 convolution: {conv}")
         self.padding = conv.padding[0]
-        self.register_buffer("weight", conv.weight.detach().clone())
-        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.register_buffer("weight", conv.weight.detach())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach())
         self.register_buffer("u", filter_transform(conv.weight).to(conv.weight.device))
         self._u_back: torch.Tensor | None = None
 
@@ -135,7 +138,7 @@ def wanted(runtime: Runtime) -> bool:
     return runtime.device.type == "cpu" and runtime.precision == "fp32"
 
 
-def adopt(module: nn.Module, runtime: Runtime) -> nn.Module:
+def adopt(module: ModuleT, runtime: Runtime) -> ModuleT:
     """The module, or where the runtime wants it a copy with its frozen 3x3 convolutions of min_channels() and
     more computed by F(4x4, 3x3). A copy, so a network the caller shares with other engines stays as it was."""
     narrowest = min_channels()

@@ -28,6 +28,7 @@ from stransfer.gallery import loss_curves
 from stransfer.images import pil_to_tensor, save_image
 from stransfer.weights.models import MAX_MODEL_BYTES
 from stransfer.weights.safeload import load_untrusted
+from stransfer.winograd import ModuleT
 
 CHECKPOINT = "checkpoint.pth"
 LOG = "log.jsonl"
@@ -72,13 +73,13 @@ class Task(Protocol):
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None: ...
 
 
-def place(module: nn.Module, runtime: Runtime) -> nn.Module:
+def place(module: ModuleT, runtime: Runtime) -> ModuleT:
     """A network on the run's device in channels-last, the layout the tasks' batches come in: oneDNN's
     convolutions run fastest in it (1.05-1.2x a training step on 2 AVX2 cores), as do cuDNN's in bf16."""
     return module.to(runtime.device, memory_format=torch.channels_last)
 
 
-def place_loss_network(backbone: nn.Module, runtime: Runtime) -> nn.Module:
+def place_loss_network(backbone: ModuleT, runtime: Runtime) -> ModuleT:
     """The frozen VGG of a task's losses, placed, with its wide convolutions by Winograd where the runtime
     wants them (CPU fp32: stransfer/winograd.py)."""
     return winograd.adopt(place(backbone, runtime), runtime)
