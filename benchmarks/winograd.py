@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from stransfer import losses, winograd
 from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
-from stransfer.engines.adain import Decoder
+from layout import AdainPass
 from timing import cpu_name, ms_per_call
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -60,15 +60,9 @@ def gatys_evaluation(net: VGGFeatures, size: int) -> Callable[[], torch.Tensor]:
     return run
 
 
-class AdainPass(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = VGGFeatures("vgg16", deepest="relu4_1")
-        self.decoder = Decoder().requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.decoder(self.encoder(x, ["relu4_1"])["relu4_1"])
+def inference(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net(x)
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -107,10 +101,10 @@ def main() -> None:
     print("\n| pass | all direct ms | engines' choice ms | speed-up | max relative difference |")
     print("|---|---|---|---|---|")
     vgg = VGGFeatures("vgg16", deepest="relu4_3").to(memory_format=torch.channels_last)
-    adain_net = AdainPass().to(memory_format=torch.channels_last)
+    adain_net = AdainPass().requires_grad_(False).to(memory_format=torch.channels_last)  # frozen, as loaded
     image = torch.rand(1, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)
     cases = [(f"gatys evaluation {args.gatys_size} px", vgg, lambda net: gatys_evaluation(net, args.gatys_size)),
-             (f"adain image {args.size} px", adain_net, lambda net: lambda: net(image))]
+             (f"adain image {args.size} px", adain_net, lambda net: lambda: inference(net, image))]
     for label, net, make in cases:
         direct_run, fast_run = make(net), make(winograd.adopt(copy.deepcopy(net), runtime))
         direct = ms_per_call(direct_run, device, args.repeats)
