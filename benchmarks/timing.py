@@ -28,6 +28,12 @@ def bf16_capped() -> bool:
     return cpu_claims_bf16() and not native_bf16(torch.device("cpu"))
 
 
+# What makes an AVX-512 chip run the AVX2 code paths in all three of torch's CPU libraries: oneDNN (convolutions),
+# ATen's own kernels, and MKL (matrix products). Without the MKL cap the products still run AVX-512, about twice
+# as fast, so the Winograd convolutions (stransfer/winograd.py, mostly products) look faster than on AVX2.
+AVX2_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux), and AMX where it has it: chips of one kind differ, so a table says which one
     it came from."""
@@ -38,7 +44,12 @@ def cpu_name() -> str:
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
     name = names[0] if names else platform.processor() or "unknown CPU"
     name = f"{name} with AMX" if "amx_bf16" in cpu_flags() else name
-    return f"{name}, bf16 emulated" if bf16_capped() else name
+    if not bf16_capped():
+        return name
+    missing = [f"{k}={v}" for k, v in AVX2_CAPS.items() if os.environ.get(k, "").lower() != v.lower()]
+    partly = f" (AVX2 code paths only in part: {' '.join(missing)} not set)" if missing else ""
+    return f"{name}, bf16 emulated{partly}"
+
 
 
 def machine_kind() -> str:

@@ -15,7 +15,7 @@ from stransfer.train.johnson import JohnsonTrainConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from multistyle_speed import step_ms  # noqa: E402
 from run_all import johnson_styles  # noqa: E402
-from timing import machine_kind  # noqa: E402
+from timing import AVX2_CAPS, cpu_name, machine_kind  # noqa: E402
 
 
 @pytest.mark.parametrize("styles, frozen", [(1, 0), (3, 0), (1, 2)])
@@ -46,3 +46,17 @@ def test_a_bf16_chip_capped_at_avx2_writes_no_readme_block(monkeypatch, flags, s
     monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: speedup)
     monkeypatch.setattr("timing.cpu_flags", lambda: flags)
     assert machine_kind() == kind
+
+
+def test_a_capped_chip_names_the_caps_it_lacks(monkeypatch):
+    """Benchmark headers say when an AVX-512 chip runs AVX2 code paths only in part (MKL's products uncapped)."""
+    flags = {"avx2", "avx512_bf16"}
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: 0.01)
+    monkeypatch.setattr("timing.cpu_flags", lambda: flags)
+    for name, value in AVX2_CAPS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
+    assert cpu_name().endswith("bf16 emulated (AVX2 code paths only in part: MKL_ENABLE_INSTRUCTIONS=AVX2 not set)")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "avx2")
+    assert cpu_name().endswith("bf16 emulated")
