@@ -51,7 +51,6 @@ def cpu_name() -> str:
     return f"{name}, bf16 emulated{partly}"
 
 
-
 def machine_kind() -> str:
     """The README block (run_all.py) this machine's numbers belong to: gpu where there is a CUDA GPU (the
     benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu. A bf16 chip capped
