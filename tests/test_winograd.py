@@ -48,6 +48,24 @@ def test_an_image_in_many_chunks_is_the_image_in_one(monkeypatch):
     assert relative_error(chunked, conv(x)) < 1e-5
 
 
+@pytest.mark.parametrize("padding", [0, 1])
+def test_fresh_memory_full_of_nans_never_reaches_the_output(monkeypatch, padding):
+    """Uninitialised memory (a reused block) holds anything: every output is written, and whatever the tiles
+    read past the image is zero."""
+    new_empty = torch.Tensor.new_empty
+
+    def full_of_nans(self: torch.Tensor, *size: int, **kwargs: object) -> torch.Tensor:
+        return new_empty(self, *size, **kwargs).fill_(float("nan"))
+
+    monkeypatch.setattr(torch.Tensor, "new_empty", full_of_nans)
+    monkeypatch.setattr(winograd, "CHUNK_FLOATS", 1)  # every chunk has its own top and bottom edges
+    conv = frozen_conv(3, 4, padding)
+    x = torch.randn(1, 3, 15, 10)
+    y = winograd.WinogradConv2d(conv)(x)
+    assert not y.isnan().any()
+    assert relative_error(y, conv(x)) < 1e-5
+
+
 def test_a_bf16_region_still_convolves_in_fp32():
     conv = frozen_conv(4, 4, padding=1)
     x = torch.randn(1, 4, 16, 16)
