@@ -83,7 +83,8 @@ class Decoder(nn.Module):
             x = layer(x)
             if skips is not None and isinstance(layer, nn.Upsample):
                 name = SKIP_LAYERS[ups]
-                x = x + self.skips[name](skips[name].to(x.dtype))
+                # In place: the upsampling made x and nothing else holds it (nor does its backward).
+                x = x.add_(self.skips[name](skips[name].to(x.dtype)))
                 ups += 1
         return x
 

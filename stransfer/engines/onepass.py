@@ -25,13 +25,13 @@ ENCODER_LAYER = "relu4_1"
 # leave alpha 1, where they weigh nothing, the paper's decoder.
 SKIP_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
 
-# Working set of one encode + decode pass per pixel: peak RSS at 1024x768, fp32, AdaIN, was 1.05 GB above that
-# at 256x192 (1,520 B/px). With glibc's own malloc settings it was 500: stransfer keeps freed blocks for reuse
-# (device.reuse_freed_memory), which saves the page faults of every new block but leaves holes that the next,
-# slightly larger block (a padded copy) does not fit. The content skips (alpha < 1), held through the decode,
-# added 310 B/px more.
-BYTES_PER_PIXEL = 1600
-SKIP_BYTES_PER_PIXEL = 500
+# Working set of one encode + decode pass per pixel: peak RSS at 1024x768 less that at 256x192, per added pixel,
+# --tile off, the most of AdaIN and swap in fp32 (AVX-512 and AVX2 code paths) and bf16: 1300 B/px at alpha 1,
+# 1903 (swap, AVX2 paths) with the content skips (alpha < 1) held through the decode. The noise between two runs
+# of one command was about 10%. stransfer keeps freed blocks for reuse (device.reuse_freed_memory), which saves
+# the page faults of every new block but leaves holes that the next, slightly larger block does not fit.
+BYTES_PER_PIXEL = 1400
+SKIP_BYTES_PER_PIXEL = 550
 
 
 def skip_weight(alpha: float) -> float:
