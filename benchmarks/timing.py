@@ -46,7 +46,7 @@ def cpu_name() -> str:
     name = f"{name} with AMX" if "amx_bf16" in cpu_flags() else name
     if not bf16_capped():
         return name
-    missing = [f"{k}={v}" for k, v in AVX2_CAPS.items() if os.environ.get(k, "").lower() != v.lower()]
+    missing = [f"{k}={v}" for k, v in AVX2_CAPS.items() if os.environ.get(k) != v]  # MKL ignores "avx2"
     partly = f" (AVX2 code paths only in part: {' '.join(missing)} not set)" if missing else ""
     return f"{name}, bf16 emulated{partly}"
 
