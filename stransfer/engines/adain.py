@@ -84,7 +84,7 @@ class Decoder(nn.Module):
             if skips is not None and isinstance(layer, nn.Upsample):
                 name = SKIP_LAYERS[ups]
                 # In place: the upsampling made x and nothing else holds it (nor does its backward).
-                x = x.add_(self.skips[name](skips[name].to(x.dtype)))
+                x.add_(self.skips[name](skips[name].to(x.dtype)))
                 ups += 1
         return x
 
