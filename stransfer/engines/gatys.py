@@ -44,6 +44,9 @@ class GatysConfig:
     # A little smoothness removes the high-frequency speckle L-BFGS leaves in flat regions.
     tv_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT)
     init: str = param("content", choices=("content", "noise", "style"))
+    # L-BFGS takes the fewest evaluations to a given result. Adam (lr 0.02) matched it per evaluation on the
+    # 512 px fine scale of tubingen x starry_night, fp32, from the same start: 110 steps reached what 100 L-BFGS
+    # evaluations do (style 0.037, content 0.346); its cheaper update (no 50-pair history) saves about 4% of a step.
     optimizer: str = param("lbfgs", choices=("lbfgs", "adam"))
     # Coarse to fine, as fractions of the output's long side: each scale starts from the previous result
     # upsampled, so the fine scale only refines. Scales under 64 px are skipped.
@@ -56,7 +59,8 @@ class GatysConfig:
     # A scale ends early once its loss improved by less than this fraction over the last PLATEAU_WINDOW
     # evaluations, so `iterations` is a ceiling; 0 runs every evaluation.
     plateau: float = param(0.0, ge=0.0, le=0.5)
-    # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step.
+    # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step. On that fine scale 0.005,
+    # 0.03 and 0.04, and rates decaying to a tenth or less, all ended further from the photo after 55-60 steps.
     learning_rate: float = param(0.02, gt=0.0, le=1.0)
     save_every: int = param(0, ge=0)
     # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
