@@ -9,9 +9,12 @@ Each measurement runs the real command in a fresh process and reads its peak RSS
 start-up and image buffers are included. Johnson and AdaIN use random-weight models of the shipped
 architectures (weights do not change cost); Gatys uses the real VGG16 from the cache.
 
-`--engines johnson,adain` takes about 6 minutes on 2 AVX2-only cores. Gatys takes minutes per image: its
-2048 px memory row alone took 19 minutes with `--gatys-iterations 1,51,51` on 2 AVX-512 cores; the whole
-default run has not been timed on an AVX2 machine.
+Gatys' memory rows run 1, 51 and 51 evaluations per scale (`--gatys-iterations`): L-BFGS's history, most of
+its memory, is full after 51, so the peak is the default schedule's in about half the time.
+
+`--engines johnson,adain` takes about 6 minutes on 2 AVX2-only cores. The default run, Gatys included, took 48
+minutes on 2 AVX-512 cores running the AVX2 code paths (all three caps, benchmarks/timing.py), 44 of them Gatys:
+two 512x512 images 5.6 minutes, the 1024 and 2048 px memory rows 7.7 and 31. An AVX2-only chip has not timed it.
 """
 
 from __future__ import annotations
@@ -80,9 +83,10 @@ def main() -> None:
     parser.add_argument("--folder-images", type=int, default=8)
     parser.add_argument("--parts", default="throughput,memory", help="which tables to make")
     parser.add_argument("--keep", type=Path, help="folder to keep the large outputs in, to look for seams")
-    parser.add_argument("--gatys-iterations", default="",
-                        help="e.g. 1,51,51 for the memory table: L-BFGS's history (50 pairs) is full after 51 "
-                             "evaluations, so the peak is reached in minutes instead of the default's quarter hour")
+    parser.add_argument("--gatys-iterations", default="1,51,51",
+                        help="Gatys evaluations per scale in the memory table: L-BFGS's history (50 pairs) is full "
+                             "after 51, so its peak is reached in a fraction of the default schedule's time; "
+                             "'' for the default schedule")
     args = parser.parse_args()
     engines = args.engines.split(",")
 

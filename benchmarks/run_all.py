@@ -2,10 +2,14 @@
 
     python benchmarks/run_all.py [--quick] [--no-readme] [--gallery-only]
 
-Runs each benchmark script in turn (about an hour on 2 CPU cores; --quick skips the slowest parts), writes
-all tables to benchmarks/RESULTS.md, replaces the README's block for this kind of machine (between
-`benchmarks:KIND:start` and `benchmarks:KIND:end`, KIND from timing.machine_kind) with them, leaving the other
-kinds' blocks as they were, and redraws docs/gallery.jpg (3 photos x 3 styles x 4 engines).
+Runs each benchmark script in turn, writes all tables to benchmarks/RESULTS.md, replaces the README's block for
+this kind of machine (between `benchmarks:KIND:start` and `benchmarks:KIND:end`, KIND from timing.machine_kind)
+with them, leaving the other kinds' blocks as they were, and redraws docs/gallery.jpg (3 photos x 3 styles x 4
+engines).
+
+About an hour and a half on 2 AVX2-only cores, estimated from capped runs on an AVX-512 chip: 65 minutes through
+batch_memory (its Gatys rows 44 of them), then 15 quality runs of about a minute and the gallery. --quick skips
+the 300-evaluation baseline and the Gatys rows: about 35 minutes.
 """
 
 from __future__ import annotations
