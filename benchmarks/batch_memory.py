@@ -14,7 +14,8 @@ its memory, is full after 51, so the peak is the default schedule's in about hal
 
 `--engines johnson,adain` takes about 6 minutes on 2 AVX2-only cores. The default run, Gatys included, took 48
 minutes on 2 AVX-512 cores running the AVX2 code paths (all three caps, benchmarks/timing.py), 44 of them Gatys:
-two 512x512 images 5.6 minutes, the 1024 and 2048 px memory rows 7.7 and 31. An AVX2-only chip has not timed it.
+two 512x512 images 5.6 minutes, the 1024 and 2048 px memory rows 7.7 and 31 minutes. An AVX2-only chip has not
+timed it.
 """
 
 from __future__ import annotations
