@@ -36,24 +36,26 @@ def test_run_all_scores_each_style_of_a_multistyle_model(tmp_path):
     assert johnson_styles(tmp_path / "one.pth") == ["udnie"]
 
 
+def fake_cpu(monkeypatch, flags: set[str], bf16_speedup: float | None) -> None:
+    """A CPU with these flags whose timed bf16 matmul runs at this fraction of fp32's speed."""
+    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
+    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: bf16_speedup)
+    monkeypatch.setattr("timing.cpu_flags", lambda: flags)
+
+
 @pytest.mark.parametrize(("flags", "speedup", "kind"), [({"avx2"}, None, "avx2"),
                                                         ({"avx2", "avx512_bf16", "amx_bf16"}, 2.0, "avx512-bf16"),
                                                         ({"avx2", "avx512_bf16", "amx_bf16"}, 0.01, "avx2-capped")])
 def test_a_bf16_chip_capped_at_avx2_writes_no_readme_block(monkeypatch, flags, speedup, kind):
     """run_all.py rewrites the README block of machine_kind(); a capped chip's times are not an AVX2 chip's."""
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
-    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: speedup)
-    monkeypatch.setattr("timing.cpu_flags", lambda: flags)
+    fake_cpu(monkeypatch, flags, speedup)
     assert machine_kind() == kind
 
 
 def test_a_capped_chip_names_the_caps_it_lacks(monkeypatch):
     """Benchmark headers say when an AVX-512 chip runs AVX2 code paths only in part (MKL's products uncapped)."""
-    flags = {"avx2", "avx512_bf16"}
-    monkeypatch.setattr("stransfer.device.cpu_flags", lambda: flags)
-    monkeypatch.setattr("stransfer.device.cpu_bf16_speedup", lambda: 0.01)
-    monkeypatch.setattr("timing.cpu_flags", lambda: flags)
+    fake_cpu(monkeypatch, {"avx2", "avx512_bf16"}, 0.01)
     for name, value in AVX2_CAPS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
