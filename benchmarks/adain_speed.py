@@ -16,7 +16,8 @@ import torch
 
 from stransfer import weights
 from stransfer.device import make_runtime
-from stransfer.engines.adain import AdaIN, Decoder, encoder_from
+from stransfer.engines.adain import AdaIN
+from stransfer.engines.decoder import Decoder, encoder_from
 from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.loop import place, place_loss_network
 from timing import ms_per_call, speed_options

@@ -118,7 +118,7 @@ def main() -> None:
         style = images.load_image(style_path).rgb
         content = images.resize_long_side(content_full, args.size)
         start = time.perf_counter()
-        picked = [style] if spec.needs_style else [args.style_name] if args.style_name else []
+        picked = [style] if spec.style_input == "images" else [args.style_name] if args.style_name else []
         out = engine.stylize(content, engine.prepare(picked))
         seconds = time.perf_counter() - start
         if args.save:

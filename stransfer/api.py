@@ -21,7 +21,7 @@ from PIL import Image
 from stransfer import color, images, pipeline
 from stransfer import config as config_mod
 from stransfer.device import Runtime, make_runtime
-from stransfer.engines import ENGINES, EngineInputs, EngineSpec, Guide, refines
+from stransfer.engines import ENGINES, EngineInputs, EngineSpec, Guide
 from stransfer.errors import InputError, UsageError
 from stransfer.events import EventCallback, ignore
 
@@ -76,9 +76,9 @@ def parse_blend(weights: Sequence[float] | None) -> list[float] | None:
     """Relative weights of several styles, normalised to sum to 1."""
     if weights is None:
         return None
-    config_mod.check("--style-blend", tuple(weights), ge=0.0, le=MAX_BLEND_WEIGHT)
+    config_mod.check("style_blend", tuple(weights), ge=0.0, le=MAX_BLEND_WEIGHT)
     if sum(weights) <= 0:
-        raise UsageError("--style-blend weights must not all be 0")
+        raise UsageError("`style_blend` weights must not all be 0")
     return [w / sum(weights) for w in weights]
 
 
@@ -86,8 +86,8 @@ def style_names(style: ImageLike | Sequence[ImageLike] | None, method: str) -> l
     """The styles an engine whose model holds them (johnson) is asked for, by name; it takes no images."""
     given = _listed(style)
     if any(not isinstance(s, (str, os.PathLike)) for s in given):
-        raise UsageError(f"-m {method} applies a trained model (--model NAME); it takes no style image "
-                         "(a model holding several styles picks them by name: -s NAME)")
+        raise UsageError(f"`method` {method} applies a trained model (`model` NAME); it takes no style image "
+                         "(a model holding several styles picks them by name: `style` NAME)")
     return [os.fspath(s) for s in given]  # type: ignore[misc]
 
 
@@ -95,9 +95,9 @@ def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: 
     """What outputs are named after: the style images, the styles picked in a model that holds several, or the
     model of an engine whose style is baked in."""
     spec = engine_spec(method)
-    if spec.named_styles and styles:
+    if spec.style_input == "names" and styles:
         return "+".join(os.fspath(s) for s in styles)
-    return "+".join(Path(s).stem for s in styles) if spec.needs_style else Path(config.model).stem
+    return "+".join(Path(s).stem for s in styles) if spec.style_input == "images" else Path(config.model).stem
 
 
 class Stylizer:
@@ -119,7 +119,7 @@ class Stylizer:
         self.spec = engine_spec(method)
         self.config = engine_config(method, config, **options)
         self.preserve_color = preserve_color
-        styles: list[Any] = (style_names(style, method) if self.spec.named_styles
+        styles: list[Any] = (style_names(style, method) if self.spec.style_input == "names"
                              else load_styles(style, max_pixels))
         self._check(styles, style_blend, mask, style_scale)
         mask_tensor = None if mask is None else self._load_mask(mask, max_pixels)
@@ -140,16 +140,17 @@ class Stylizer:
                style_scale: float) -> None:
         """What no engine accepts; each engine's prepare() checks the styles against its own needs."""
         if self.preserve_color not in color.MODES:
-            raise UsageError(f"--preserve-color must be one of {', '.join(color.MODES)} "
+            raise UsageError(f"`preserve_color` must be one of {', '.join(color.MODES)} "
                              f"(got {self.preserve_color!r})")
-        config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
-        if not self.spec.needs_style and (mask is not None or self.preserve_color == "histogram"):
-            raise UsageError(f"-m {self.spec.name} takes no style images, so no --mask or --preserve-color "
+        config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
+        takes_images = self.spec.style_input == "images"
+        if not takes_images and (mask is not None or self.preserve_color == "histogram"):
+            raise UsageError(f"`method` {self.spec.name} takes no style images, so no `mask` or `preserve_color` "
                              "histogram")
-        if not self.spec.needs_style and not self.spec.named_styles and blend is not None:
-            raise UsageError(f"-m {self.spec.name} takes no style images, so no --style-blend")
-        if self.spec.needs_style and not styles:
-            raise UsageError(f"-m {self.spec.name} needs a style image: -s FILE")
+        if self.spec.style_input == "none" and blend is not None:
+            raise UsageError(f"`method` {self.spec.name} takes no style images, so no `style_blend`")
+        if takes_images and not styles:
+            raise UsageError(f"`method` {self.spec.name} needs a style image: `style` FILE")
 
     @property
     def batches(self) -> bool:
@@ -159,14 +160,14 @@ class Stylizer:
     @property
     def refines(self) -> bool:
         """Whether the engine continues from a previous frame (stylize_tensor's `guide`): Gatys does."""
-        return refines(self.engine)
+        return self.spec.refines
 
     def stylize_tensor(self, content: torch.Tensor, on_event: EventCallback = ignore,
                        guide: Guide | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] at the size wanted -> stylised, same shape, on the CPU. `guide`: a video frame
         after the first, for an engine that `refines`."""
         if guide is not None and not self.refines:
-            raise UsageError(f"-m {self.spec.name} does not continue from a previous frame")
+            raise UsageError(f"`method` {self.spec.name} does not continue from a previous frame")
         return pipeline.stylize(self.engine, content, self.styles, self.preserve_color, on_event, guide)
 
     def __call__(self, content: ImageLike, size: int | None = 512, on_event: EventCallback = ignore) -> Image.Image:
@@ -195,9 +196,9 @@ def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int
     bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
     from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture, texture_canvas
 
-    height = config_mod.check("--height", height or size, ge=16, le=16384)
-    config_mod.check("--size", size, ge=16, le=16384)
-    config_mod.check("--style-scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
+    config_mod.check("size", size, ge=16, le=16384)
+    height = config_mod.check("height", height, ge=16, le=16384) or size
+    config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
     spec = ENGINES["gatys"]
     cfg = config_mod.build(spec.config_type, None if config is None else Path(config), {"style_loss": style_loss},
                            defaults=TEXTURE_DEFAULTS)

@@ -25,10 +25,12 @@ def param(
     le: float | None = None,
     choices: tuple[str, ...] | None = None,
     check: Callable[[Any], Any] | None = None,
+    help: str | None = None,
 ) -> Any:
     """A config field with its allowed range, checked wherever the value comes from; `check` parses values
-    with a grammar of their own and raises ValueError saying what is wrong."""
-    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "check": check}
+    with a grammar of their own and raises ValueError saying what is wrong. `help` is the one line a command
+    line shows for the setting (its flag is generated from the field)."""
+    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "check": check, "help": help}
     return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -74,38 +76,47 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
-def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str) -> None:
+def _fail(name: str, problem: str, where: str | None) -> ConfigError:
+    """The error for a value of setting `name`: prefixed by where it came from (a TOML file, an environment
+    variable), or, given as an argument, naming the setting alone so each front end can say it its own way (the
+    CLI as its flag)."""
+    return ConfigError(f"{where}: {problem}" if where else problem, key=None if where else name)
+
+
+def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str | None) -> None:
     """Every number finite (TOML and float() both accept nan and inf), every list non-empty, every value in
     the field's range; one ConfigError naming the key and where the value came from otherwise."""
     if isinstance(value, tuple) and not value:
-        raise ConfigError(f"{where}: '{name}' needs at least one value")
+        raise _fail(name, f"'{name}' needs at least one value", where)
     items = value if isinstance(value, tuple) else (value,)
     for item in items:
         if item is None:
             continue
         if isinstance(item, float) and not math.isfinite(item):
-            raise ConfigError(f"{where}: '{name}' must be a finite number (got {item})")
+            raise _fail(name, f"'{name}' must be a finite number (got {item})", where)
         if "choices" in meta and item not in meta["choices"]:
-            allowed = ", ".join(meta["choices"])
-            raise ConfigError(f"{where}: '{name}' must be one of {allowed} (got {item!r})")
+            raise _fail(name, f"'{name}' must be one of {', '.join(meta['choices'])} (got {item!r})", where)
         if "ge" in meta and item < meta["ge"]:
-            raise ConfigError(f"{where}: '{name}' must be >= {meta['ge']} (got {item})")
+            raise _fail(name, f"'{name}' must be >= {meta['ge']} (got {item})", where)
         if "gt" in meta and item <= meta["gt"]:
-            raise ConfigError(f"{where}: '{name}' must be > {meta['gt']} (got {item})")
+            raise _fail(name, f"'{name}' must be > {meta['gt']} (got {item})", where)
         if "le" in meta and item > meta["le"]:
-            raise ConfigError(f"{where}: '{name}' must be <= {meta['le']} (got {item})")
+            raise _fail(name, f"'{name}' must be <= {meta['le']} (got {item})", where)
         if "check" in meta:
             try:
                 meta["check"](item)
             except ValueError as e:
-                raise ConfigError(f"{where}: '{name}': {e}") from None
+                raise _fail(name, f"'{name}': {e}", where) from None
 
 
-def check(flag: str, value: T, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> T:
-    """A flag that belongs to no config dataclass (--size, --threads, ...), held to the same rules as a field;
-    returns the value. None (not given) passes."""
+def check(name: str, value: T, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> T:
+    """A setting that belongs to no config dataclass (size, threads, ...), held to the same rules as a field;
+    returns the value. None (not given) passes. A name starting with $ is an environment variable."""
     meta = {k: v for k, v in {"ge": ge, "gt": gt, "le": le}.items() if v is not None}
-    _check_range(flag.lstrip("-$").lower().replace("-", "_"), value, meta, flag)
+    if name.startswith("$"):
+        _check_range(name.lstrip("$").lower(), value, meta, name)
+    else:
+        _check_range(name, value, meta, None)
     return value
 
 
@@ -129,22 +140,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, Any] | None = None,
           defaults: Mapping[str, Any] | None = None) -> T:
     """Defaults of `cls`, replaced by `defaults` (a command's own, e.g. texture's), then the keys of
-    `toml_path`, then `overrides` (flags; None means "not given")."""
+    `toml_path`, then `overrides` (arguments or flags; None means "not given")."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, str | None] = {}
 
-    def take(key: str, value: Any, where: str) -> None:
+    def take(key: str, value: Any, where: str | None) -> None:
         if key not in fields:
-            known = ", ".join(fields)
-            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+            raise _fail(key, f"unknown key '{key}' (known keys: {', '.join(fields)})", where)
         try:
             values[key] = _coerce(value, hints[key])
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"{where}: '{key}' must be {_type_name(hints[key])} (got {value!r})"
-            ) from None
+            raise _fail(key, f"'{key}' must be {_type_name(hints[key])} (got {value!r})", where) from None
         sources[key] = where
 
     for key, value in (defaults or {}).items():
@@ -154,7 +162,7 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
             take(key, value, str(toml_path))
     for key, value in (overrides or {}).items():
         if value is not None:
-            take(key, value, "--" + key.replace("_", "-"))
+            take(key, value, None)
 
     for key, value in values.items():
         _check_range(key, value, fields[key].metadata, sources[key])

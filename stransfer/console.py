@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -21,10 +22,25 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Settings whose flag is not --name-with-dashes.
+SHORT_FLAGS = {"style": "-s", "method": "-m", "output": "-o"}
+
+
+def as_flags(message: str) -> str:
+    """The library's message with each setting it names (`style_blend`) written as the flag that sets it."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: SHORT_FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
+def error_line(e: BaseException) -> str:
+    """An error as the command line says it: a bad value given as an argument is prefixed by its flag."""
+    key = getattr(e, "key", None)
+    return as_flags(f"`{key}`: {e}" if key else str(e))
+
+
 def error(message: str) -> None:
     """One line on stderr; soft_wrap keeps it one line whatever the terminal's width, and the message's own line
     breaks (torch's state-dict errors have several) become spaces."""
-    stderr.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}")
+    stderr.print(f"[bold red]error:[/] {escape(' '.join(as_flags(message).split()))}")
 
 
 def warn(message: str) -> None:
@@ -103,7 +119,7 @@ def result_printer(as_json: bool) -> Callable[[Result], None]:
         if as_json:
             stdout.print_json(data={"input": str(result.source), "output": str(result.output),
                                     "status": result.status, "seconds": result.seconds,
-                                    "error": result.error or None}, indent=None)
+                                    "error": as_flags(result.error) if result.error else None}, indent=None)
         elif result.status == "written":
             stdout.print(str(result.output))
         if result.status == "failed":

@@ -60,11 +60,11 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here (try --device cpu)")
+        raise UsageError("`device` cuda: no CUDA device is available here (try `device` cpu)")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps: no Apple GPU (MPS) is available here (try --device cpu)")
+        raise UsageError("`device` mps: no Apple GPU (MPS) is available here (try `device` cpu)")
     if name not in DEVICE_NAMES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICE_NAMES)} (got {name!r})")
+        raise UsageError(f"`device` must be one of {', '.join(DEVICE_NAMES)} (got {name!r})")
     return torch.device(name)
 
 
@@ -162,7 +162,7 @@ def make_runtime(
     if dev.type == "cpu":
         reuse_freed_memory()
     if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        raise UsageError(f"`precision` must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     why = "asked for"
     if precision == "auto":
         # bf16 where the hardware runs it natively: measured on the engines, same quality, 1.5-1.7x faster.
@@ -171,9 +171,9 @@ def make_runtime(
         if dev.type == "cpu" and cpu_claims_bf16():
             why += f"; its flags claim bf16, and a bf16 matmul timed {cpu_bf16_speedup():.2g}x as fast as fp32"
     if precision == "bf16" and not bf16_supported(dev):
-        raise UsageError(f"--precision bf16 is not supported on {dev.type} here (use fp32)")
+        raise UsageError(f"`precision` bf16 is not supported on {dev.type} here (use fp32)")
     if threads is not None:
-        torch.set_num_threads(check("--threads", threads, ge=1, le=MAX_THREADS))
+        torch.set_num_threads(check("threads", threads, ge=1, le=MAX_THREADS))
     if seed is not None:
-        seed_everything(check("--seed", seed, ge=0, le=MAX_SEED))
+        seed_everything(check("seed", seed, ge=0, le=MAX_SEED))
     return Runtime(device=dev, precision=precision, seed=seed, why=why)

@@ -6,7 +6,8 @@ import errno
 
 
 class StransferError(Exception):
-    """Base class: a problem the user can act on, described in one line."""
+    """Base class: a problem the user can act on, described in one line. A setting is named as the Python API
+    names it, in backticks (`style_blend`); the CLI writes each such name as its flag (--style-blend)."""
 
     exit_code = 1
     # Fatal: every later file of a batch would fail the same way, so the batch stops (with its summary)
@@ -22,7 +23,12 @@ class UsageError(StransferError):
 
 
 class ConfigError(UsageError):
-    """A TOML file or flag holds an unknown key, a wrong type or an out-of-range value."""
+    """A TOML file, an argument or a flag holds an unknown key, a wrong type or an out-of-range value. `key`: the
+    setting, when its value was given as an argument (the message then names no source)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class InputError(StransferError):

@@ -66,9 +66,9 @@ def export_model(model: str, output: Path | None, fmt: str, overwrite: bool = Fa
 def export(net: TransformerNet, path: Path, fmt: str, overwrite: bool = False) -> Path:
     """Write a one-style network (TransformerNet.baked makes one of a model holding several) as `fmt`."""
     if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+        raise UsageError(f"`format` must be one of {', '.join(FORMATS)} (got {fmt!r})")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+        raise OutputError(f"{path}: already exists (pass `overwrite` to replace it)")
     model = plain_copy(net)
     if fmt == "torchscript":
         with warnings.catch_warnings(), atomic_write(path) as f:
@@ -77,7 +77,7 @@ def export(net: TransformerNet, path: Path, fmt: str, overwrite: bool = False) -
         return path
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise UsageError(f"--format onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}: "
+        raise UsageError(f"`format` onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}: "
                          "pip install 'stransfer[onnx]'")
     import onnx
 

@@ -60,7 +60,7 @@ def check(setting: str, overlap: int) -> None:
     smallest = MIN_AUTO_TILE if tile is None else tile
     if tile != 0 and overlap > smallest // 2:
         raise ConfigError(f"'tile_overlap' must be at most half the tile side, {smallest // 2} px for tile "
-                          f"{setting} (got {overlap}): lower --tile-overlap or raise --tile")
+                          f"{setting} (got {overlap}): lower `tile_overlap` or raise `tile`")
 
 
 def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, multiple: int) -> int:
@@ -114,7 +114,7 @@ def regions(height: int, width: int, tile: int, overlap: int, multiple: int) -> 
     tops, lefts = starts(height, tile_h, overlap, multiple), starts(width, tile_w, overlap, multiple)
     if len(tops) * len(lefts) > MAX_TILES:
         raise InputError(f"{width}x{height} px in {tile} px tiles would be {len(tops) * len(lefts):,} tiles, more "
-                         f"than {MAX_TILES:,}: use a larger --tile (or --tile auto) or a smaller --size")
+                         f"than {MAX_TILES:,}: use a larger `tile` (or `tile` auto) or a smaller `size`")
     return [(slice(top, height if top == tops[-1] else min(height, top + tile_h)),
              slice(left, width if left == lefts[-1] else min(width, left + tile_w)))
             for top in tops for left in lefts]

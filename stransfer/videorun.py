@@ -27,9 +27,9 @@ class VideoConfig:
     """How consecutive frames are tied together; 0 for temporal_weight stylises each frame on its own."""
 
     # Feed-forward engines: the share of the previous output (warped onto the frame) in each new one, where the
-    # flow is reliable (johnson's own: METHOD_DEFAULTS). benchmarks/video_flicker.py, adain x starry_night,
-    # the 5 s 480p clip: 0.6 -> flicker x0.42 of per-frame, style ratio 0.003 better (the bar: at most half the
-    # flicker, at most 0.05 more style ratio).
+    # flow is reliable (an engine may set its own: EngineSpec.video_defaults). benchmarks/video_flicker.py, adain
+    # x starry_night, the 5 s 480p clip: 0.6 -> flicker x0.42 of per-frame, style ratio 0.003 better (the bar: at
+    # most half the flicker, at most 0.05 more style ratio).
     temporal_weight: float = param(0.6, ge=0.0, le=0.95)
     # Feed-forward engines: the scales, in pixels, at which the blend's local contrast is brought back to the
     # fresh output's (temporal.keep_contrast), coarse then fine; () turns it off. johnson, the clip's first 40
@@ -49,14 +49,12 @@ class VideoConfig:
     refine_iterations: int = param(40, ge=1, le=100_000)
 
 
-# Engines whose measured best differs from VideoConfig's defaults. johnson starry_night, the same clip: 0.6 ->
-# flicker x0.38, style ratio +0.056 (over the bar); 0.5 -> x0.47, +0.050.
-METHOD_DEFAULTS: dict[str, dict[str, float]] = {"johnson": {"temporal_weight": 0.5}}
-
-
 def config_for(method: str, temporal_weight: float | None = None) -> VideoConfig:
-    """The video settings for an engine: its own defaults, then the --temporal-weight flag where given."""
-    return build(VideoConfig, None, {"temporal_weight": temporal_weight}, defaults=METHOD_DEFAULTS.get(method))
+    """The video settings for an engine: its spec's video_defaults, then `temporal_weight` where given."""
+    from stransfer.api import engine_spec
+
+    return build(VideoConfig, None, {"temporal_weight": temporal_weight},
+                 defaults=dict(engine_spec(method).video_defaults))
 
 
 @dataclass(frozen=True)

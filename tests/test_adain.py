@@ -7,8 +7,8 @@ from torch import nn
 from stransfer import losses, weights
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
-from stransfer.engines.adain import (SKIP_LAYERS, AdaIN, AdainConfig, Decoder, adain, decoder_layout,
-                                     encoder_from, skip_weight)
+from stransfer.engines.adain import SKIP_LAYERS, AdaIN, AdainConfig, Decoder, adain, skip_weight
+from stransfer.engines.decoder import decoder_layout, encoder_from
 from stransfer.errors import WeightsError
 
 from conftest import cli, one_error_line

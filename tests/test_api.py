@@ -10,7 +10,7 @@ from PIL import Image
 
 import stransfer
 from stransfer import weights
-from stransfer.engines.adain import Decoder, encoder_from
+from stransfer.engines.decoder import Decoder, encoder_from
 from stransfer.errors import ConfigError, InputError, UsageError
 from conftest import cli, gradient_image
 
@@ -106,16 +106,24 @@ def test_texture_is_seeded_and_sized(random_weights_file):
 @pytest.mark.parametrize("call, error, words", [
     (dict(method="picasso", style="x"), UsageError, "unknown method 'picasso'"),
     (dict(method="johnson", model="tiny", style=torch.rand(3, 8, 8)), UsageError, "takes no style image"),
-    (dict(method="johnson", model="tiny", mask=torch.rand(3, 8, 8)), UsageError, "no --mask"),
+    (dict(method="johnson", model="tiny", mask=torch.rand(3, 8, 8)), UsageError, "no `mask`"),
     (dict(method="gatys"), UsageError, "needs a style image"),
     (dict(method="gatys", style=torch.rand(3, 8, 8), alpha=0.5), ConfigError, "unknown key 'alpha'"),
     (dict(method="gatys", style=torch.rand(2, 8, 8)), UsageError, "style a tensor image must be float RGB"),
     (dict(method="gatys", style=[torch.rand(3, 8, 8)] * 2, style_blend=[1, 2, 3]), UsageError, "3 weights for 2"),
-    (dict(method="adain", style=torch.rand(3, 8, 8), preserve_color="sepia"), UsageError, "--preserve-color"),
+    (dict(method="adain", style=torch.rand(3, 8, 8), preserve_color="sepia"), UsageError, "`preserve_color`"),
 ])
 def test_bad_calls_fail_with_one_clear_error(tiny_johnson, random_weights_file, call, error, words):
     with pytest.raises(error, match=words):
         stransfer.Stylizer(**call, vgg_weights=random_weights_file, device="cpu")
+
+
+def test_the_library_names_settings_as_the_api_does_not_as_flags(random_weights_file):
+    with pytest.raises(ConfigError, match=r"^'alpha' must be <= 1") as raised:
+        stransfer.Stylizer("adain", torch.rand(3, 8, 8), alpha=2, vgg_weights=random_weights_file, device="cpu")
+    assert "--" not in str(raised.value)
+    with pytest.raises(ConfigError, match=r"^'size' must be >= 16"):
+        stransfer.texture(torch.rand(3, 8, 8), size=0, vgg_weights=random_weights_file)
 
 
 def test_a_content_that_is_not_an_image_is_an_input_error(tiny_johnson):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from stransfer import config
+from stransfer import console
 from stransfer import train as training
 from stransfer.engines import ENGINES
 from stransfer.errors import ConfigError
@@ -14,7 +15,7 @@ from conftest import REPO
 
 
 CONFIG_FILES = {f"{name}.toml": spec.config_type for name, spec in ENGINES.items()} | {
-    f"train-{kind}.toml": training.config_type(kind) for kind in ("johnson", "adain")}
+    f"train-{kind}.toml": spec.config_type for kind, spec in training.TRAINERS.items()}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_FILES))
@@ -63,9 +64,16 @@ def test_bad_toml_names_key_and_file(tmp_path, text, pattern):
     assert "\n" not in str(err.value)
 
 
-def test_bad_flag_value_names_the_flag():
-    with pytest.raises(ConfigError, match=r"--tv-weight: 'tv_weight' must be >= 0"):
+def test_a_bad_argument_names_the_setting_and_the_cli_names_the_flag():
+    with pytest.raises(ConfigError, match=r"^'tv_weight' must be >= 0") as raised:
         config.build(ENGINES["gatys"].config_type, None, {"tv_weight": -0.5})
+    assert raised.value.key == "tv_weight"
+    assert console.error_line(raised.value).startswith("--tv-weight: 'tv_weight' must be >= 0")
+
+
+def test_the_cli_writes_each_setting_a_message_names_as_its_flag():
+    assert console.as_flags("`style_blend` has 3 weights; `method` adain needs `style` FILE") == (
+        "--style-blend has 3 weights; -m adain needs -s FILE")
 
 
 def test_missing_config_file(tmp_path):
@@ -86,8 +94,8 @@ def test_values_must_be_finite_non_empty_and_bounded(key, value, pattern):
 
 
 def test_a_flag_outside_any_config_meets_the_same_rules():
-    assert config.check("--threads", 4, ge=1, le=8) == 4
-    with pytest.raises(ConfigError, match=r"^--style-scale: 'style_scale' must be a finite number \(got nan\)$"):
-        config.check("--style-scale", float("nan"), gt=0.0)
+    assert config.check("threads", 4, ge=1, le=8) == 4
+    with pytest.raises(ConfigError, match=r"^'style_scale' must be a finite number \(got nan\)$"):
+        config.check("style_scale", float("nan"), gt=0.0)
     with pytest.raises(ConfigError, match=r"^\$STRANSFER_NET_TIMEOUT: 'stransfer_net_timeout' must be > 0"):
         config.check("$STRANSFER_NET_TIMEOUT", -1.0, gt=0.0)

@@ -43,11 +43,11 @@ def test_unavailable_cuda_is_a_usage_error():
 
 
 def test_bad_values_are_usage_errors():
-    with pytest.raises(UsageError, match="--precision must be one of auto, fp32, bf16"):
+    with pytest.raises(UsageError, match="`precision` must be one of auto, fp32, bf16"):
         make_runtime("cpu", "fp8")
-    with pytest.raises(UsageError, match="--threads: 'threads' must be >= 1"):
+    with pytest.raises(UsageError, match="^'threads' must be >= 1"):
         make_runtime("cpu", threads=0)
-    with pytest.raises(UsageError, match="--device must be one of"):
+    with pytest.raises(UsageError, match="`device` must be one of"):
         make_runtime("tpu")
 
 

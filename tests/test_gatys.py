@@ -189,7 +189,7 @@ def test_every_style_loss_lowers_its_own_objective(random_vgg16, spec):
 
 def test_a_mask_needs_a_loss_that_takes_masks(random_vgg16):
     cfg = dataclasses.replace(GatysConfig(), style_loss="histogram")
-    with pytest.raises(ConfigError, match="--mask works with the style losses gram, meanstd"):
+    with pytest.raises(ConfigError, match="`mask` works with the style losses gram, meanstd"):
         Gatys(cfg, make_runtime("cpu"), random_vgg16, EngineInputs(mask=torch.ones(1, 1, 8, 8)))
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from stransfer import weights
 from stransfer.device import make_runtime
 from stransfer.engines import EngineInputs
-from stransfer.engines.adain import Decoder, encoder_from
+from stransfer.engines.decoder import Decoder, encoder_from
 from stransfer.engines.swap import StyleSwap, SwapTransform, style_swap, swap_features
 from stransfer.errors import UsageError
 

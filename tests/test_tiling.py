@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from stransfer import tiling
 from stransfer.device import make_runtime
-from stransfer.engines.adain import AdaIN, Decoder, encoder_from
+from stransfer.engines.adain import AdaIN
+from stransfer.engines.decoder import Decoder, encoder_from
 from stransfer.engines.johnson import Johnson, JohnsonArch, TransformerNet
 from stransfer.errors import ConfigError, InputError
 

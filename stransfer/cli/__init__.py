@@ -12,29 +12,39 @@ import typer
 
 from stransfer import console
 from stransfer.cli import stylize, tools, train
+from stransfer.cli.generated import with_choices
 from stransfer.cli.options import EXIT_CODES
+from stransfer.engines import ENGINES
 from stransfer.errors import StransferError
+from stransfer.train import TRAINERS
 
-app = typer.Typer(
-    help="Neural style transfer: Gatys (optimise pixels), Johnson (feed-forward), AdaIN (arbitrary style).",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=EXIT_CODES,
-)
-app.command(epilog=EXIT_CODES)(stylize.stylize)
-app.command(epilog=EXIT_CODES)(stylize.texture)
-train_app = typer.Typer(help="Train the feed-forward engines: a Johnson network per style, the AdaIN decoder.",
-                        no_args_is_help=True)
-train_app.command("johnson", epilog=EXIT_CODES)(train.johnson)
-train_app.command("adain", epilog=EXIT_CODES)(train.adain)
-app.add_typer(train_app, name="train")
-weights_app = typer.Typer(help="Pretrained backbone weights: fetch them into the cache, list what is there.",
-                          no_args_is_help=True)
-weights_app.command("fetch", epilog=EXIT_CODES)(tools.weights_fetch)
-weights_app.command("list")(tools.weights_list)
-app.add_typer(weights_app, name="weights")
-app.command("eval", epilog=EXIT_CODES)(tools.evaluate)
-app.command("gallery", epilog=EXIT_CODES)(tools.gallery_sheet)
-app.command("export", epilog=EXIT_CODES)(tools.export)
-app.command("models")(tools.models)
+
+
+def build_app() -> typer.Typer:
+    """The command tree, made from the registries as they are now (an entry registered at run time shows)."""
+    app = typer.Typer(
+        help="Neural style transfer: Gatys (optimise pixels), Johnson (feed-forward), AdaIN (arbitrary style).",
+        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=EXIT_CODES,
+    )
+    app.command("stylize", epilog=EXIT_CODES)(with_choices(stylize.stylize, "method", ENGINES))
+    app.command(epilog=EXIT_CODES)(stylize.texture)
+    train_app = typer.Typer(help=f"Train the feed-forward engines ({', '.join(TRAINERS)}).", no_args_is_help=True)
+    for spec in TRAINERS.values():
+        train_app.command(spec.name, epilog=EXIT_CODES)(train.command_for(spec))
+    app.add_typer(train_app, name="train")
+    weights_app = typer.Typer(help="Pretrained backbone weights: fetch them into the cache, list what is there.",
+                              no_args_is_help=True)
+    weights_app.command("fetch", epilog=EXIT_CODES)(tools.weights_fetch)
+    weights_app.command("list")(tools.weights_list)
+    app.add_typer(weights_app, name="weights")
+    app.command("eval", epilog=EXIT_CODES)(tools.evaluate)
+    app.command("gallery", epilog=EXIT_CODES)(tools.gallery_sheet)
+    app.command("export", epilog=EXIT_CODES)(tools.export)
+    app.command("models")(tools.models)
+    return app
+
+
+app = build_app()
 
 
 def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -46,12 +56,12 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and a documented exit code."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(build_app())
     previous, warnings.showwarning = warnings.showwarning, _warning_line
     try:
         code = command.main(args=argv, prog_name="stransfer", standalone_mode=False)
     except StransferError as e:
-        console.error(str(e))
+        console.error(console.error_line(e))
         code = e.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")

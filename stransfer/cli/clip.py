@@ -13,6 +13,7 @@ import typer
 
 from stransfer import api, batch, console, distributed, signals, video, videorun
 from stransfer.device import Runtime
+from stransfer.engines import ENGINES
 from stransfer.errors import UsageError
 
 VIDEO = "Video"
@@ -21,8 +22,9 @@ Frames = Annotated[bool, typer.Option(
     "-o folder under the same names.", rich_help_panel=VIDEO)]
 TemporalWeight = Annotated[float | None, typer.Option(
     help="Share of the previous output (warped by the motion) in each frame; 0 = each frame on its own "
-    f"(default {videorun.METHOD_DEFAULTS['johnson']['temporal_weight']} for johnson, "
-    f"{videorun.VideoConfig.temporal_weight} otherwise).", show_default=False, rich_help_panel=VIDEO)]
+    f"(default {videorun.VideoConfig.temporal_weight}, or the engine's own: "
+    + ", ".join(f"{name} {spec.video_defaults['temporal_weight']}" for name, spec in ENGINES.items()
+                if "temporal_weight" in spec.video_defaults) + ").", show_default=False, rich_help_panel=VIDEO)]
 
 
 def is_clip(content: list[str]) -> bool:

@@ -1,7 +1,10 @@
-"""`stransfer train johnson|adain`: flags in; stransfer.train checks them, writes the run folder and trains."""
+"""`stransfer train NAME`: one command per entry of the training registry, its flags generated from the entry's
+inputs and config; stransfer.train checks them, writes the run folder and trains."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,27 +12,26 @@ import typer
 
 from stransfer import console, distributed
 from stransfer import train as training
+from stransfer.cli.generated import command, config_options, parameter
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, Precision, PrecisionOpt, ThreadsOpt, VggWeightsOpt,
                                    given)
 from stransfer.device import make_runtime
 from stransfer.errors import UsageError
+from stransfer.train.spec import TrainerSpec, TrainInput
 
 RunDirOpt = Annotated[Path | None, typer.Option(
     "--run-dir", help="Run folder: checkpoints, log.jsonl, previews (default runs/<task>-<name>).")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue the run in this folder from its last checkpoint; other inputs come from it.")]
-StepsOpt = Annotated[int | None, typer.Option(help="Total optimiser steps (on --resume: extend to this).")]
 InitOpt = Annotated[str | None, typer.Option(
     "--init", help="Start from this trained model (NAME or .pth): its weights, a fresh optimiser; the new model's "
                    "record keeps the lineage.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Model file to write, e.g. weights/NAME.pth.")]
-Float = Annotated[float | None, typer.Option()]
-LearningRateOpt = Annotated[float | None, typer.Option(help="Adam learning rate.")]
-LrDecayOpt = Annotated[float | None, typer.Option(
-    help="Inverse-time decay: lr / (1 + decay * step).")]
-CheckpointOpt = Annotated[int | None, typer.Option(help="Steps between checkpoints.")]
-PreviewOpt = Annotated[int | None, typer.Option(help="Steps between preview sheets.")]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed of the data order and initial weights.")]
+AddStyleOpt = Annotated[list[Path] | None, typer.Option(
+    "--add-style", help="Add this style to the --init model, training only its own parameters (repeatable).")]
+
+RUN_OPTIONS = {"run_dir": RunDirOpt, "resume": ResumeOpt, "init": InitOpt, "config": ConfigOpt}
+RUNTIME_OPTIONS = {"device": (DeviceOpt, Device["auto"]), "precision": (PrecisionOpt, Precision["auto"]),
+                   "threads": (ThreadsOpt, None), "vgg_weights": (VggWeightsOpt, None)}
 
 
 def _train(kind: str, inputs: training.Inputs, flags: dict[str, Any], config: Path | None,
@@ -45,7 +47,7 @@ def _train(kind: str, inputs: training.Inputs, flags: dict[str, Any], config: Pa
     else:
         run_dir = resume
     with console.ProgressRenderer() as render:
-        result = training.run(run_dir, resume is not None, render, steps=flags["steps"] if resume else None,
+        result = training.run(run_dir, resume is not None, render, steps=flags.get("steps") if resume else None,
                               device=device.value if resume and device.value != "auto" else None,
                               threads=threads, vgg_weights=vgg_weights, world=world)
     world.shutdown()
@@ -53,69 +55,36 @@ def _train(kind: str, inputs: training.Inputs, flags: dict[str, Any], config: Pa
         console.stdout.print(f"{kind}: {result.steps} steps in {result.seconds / 60:.1f} min; run folder {run_dir}")
 
 
-def johnson(
-    style: Annotated[list[Path] | None, typer.Option(
-        "--style", "-s", help="Style image; repeat it for one network holding several styles.")] = None,
-    add_style: Annotated[list[Path] | None, typer.Option(
-        "--add-style", help="Add this style to the --init model, training only its norm parameters (repeatable).")]
-    = None,
-    data: Annotated[Path | None, typer.Option(help="Folder of content photos (searched recursively).")] = None,
-    out: OutOpt = None, run_dir: RunDirOpt = None, resume: ResumeOpt = None, init: InitOpt = None,
-    config: ConfigOpt = None, steps: StepsOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
-    style_size: Annotated[int | None, typer.Option(help="Long side of the style image for its Grams.")] = None,
-    learning_rate: LearningRateOpt = None, lr_decay: LrDecayOpt = None,
-    content_weight: Float = None,
-    style_weight: Annotated[str | None, typer.Option(
-        help="Style weight: one number, or one per style in the order of -s or --add-style, e.g. 2,4,1.")] = None,
-    style_loss: Annotated[str | None, typer.Option(help="Style loss, as for stylize -m gatys.")] = None,
-    tv_weight: Float = None,
-    width: Annotated[int | None, typer.Option(help="Channels of the first layer (32 in the paper).")] = None,
-    residual_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 in the paper).")] = None,
-    checkpoint_every: CheckpointOpt = None, preview_every: PreviewOpt = None, seed: SeedOpt = None,
-    device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-) -> None:
-    """Train a Johnson feed-forward network for one style or several, or add styles to a trained one (resumable;
-    torchrun for several processes)."""
-    if style and add_style:
-        raise UsageError("-s trains a network's styles, --add-style adds styles to the --init model: give one")
-    _train("johnson", {"style": style or add_style, "data": data, "out": out}, dict(
-        steps=steps, batch_size=batch_size, image_size=image_size, style_size=style_size,
-        learning_rate=learning_rate, lr_decay=lr_decay, content_weight=content_weight, style_weight=style_weight,
-        style_loss=style_loss, tv_weight=tv_weight, width=width, residual_blocks=residual_blocks,
-        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
-        config, run_dir, resume, init, device, precision, threads, vgg_weights, bool(add_style))
+def _input_option(name: str, declared: TrainInput) -> inspect.Parameter:
+    names = ["--" + name.replace("_", "-"), *([declared.short] if declared.short else [])]
+    kind = list[Path] if declared.kind == "files" else Path
+    return parameter(name, Annotated[kind | None, typer.Option(*names, help=declared.help)])  # type: ignore[valid-type]
 
 
-def adain(
-    content_data: Annotated[Path | None, typer.Option(help="Folder of content photos (searched recursively).")]
-    = None,
-    style_data: Annotated[Path | None, typer.Option(help="Folder of artworks (searched recursively).")] = None,
-    out: OutOpt = None, run_dir: RunDirOpt = None, resume: ResumeOpt = None, init: InitOpt = None,
-    config: ConfigOpt = None, steps: StepsOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Content/style pairs per step.")] = None,
-    crop_size: Annotated[int | None, typer.Option(help="Side of the square training crops.")] = None,
-    learning_rate: LearningRateOpt = None,
-    lr_decay: LrDecayOpt = None,
-    content_weight: Float = None, style_weight: Float = None,
-    style_loss: Annotated[str | None, typer.Option(
-        help="Style loss, as for stylize -m gatys (default meanstd, the paper's).")] = None,
-    identity_weight: Annotated[float | None, typer.Option(
-        help="Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off.")]
-    = None,
-    swap_fraction: Annotated[float | None, typer.Option(
-        help="Share of the stylised items trained on style-swap's features instead of AdaIN's (for -m swap).")]
-    = None,
-    checkpoint_every: CheckpointOpt = None, preview_every: PreviewOpt = None, seed: SeedOpt = None,
-    device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-) -> None:
-    """Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes)."""
-    _train("adain", {"content_data": content_data, "style_data": style_data, "out": out}, dict(
-        steps=steps, batch_size=batch_size, crop_size=crop_size, learning_rate=learning_rate, lr_decay=lr_decay,
-        content_weight=content_weight, style_weight=style_weight, style_loss=style_loss,
-        identity_weight=identity_weight, swap_fraction=swap_fraction,
-        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed),
-        config, run_dir, resume, init, device, precision, threads, vgg_weights)
+def _parameters(spec: TrainerSpec) -> list[inspect.Parameter]:
+    params = [_input_option(name, declared) for name, declared in spec.inputs.items()]
+    if spec.adds_styles_to:
+        params.append(parameter("add_style", AddStyleOpt))
+    params += [parameter(name, annotation) for name, annotation in RUN_OPTIONS.items()]
+    params += config_options(spec.config_type)
+    params += [parameter(name, annotation, default) for name, (annotation, default) in RUNTIME_OPTIONS.items()]
+    return params
+
+
+def command_for(spec: TrainerSpec) -> Callable[..., None]:
+    """The `stransfer train NAME` command of one registry entry."""
+
+    def run(**values: Any) -> None:
+        inputs = {name: values.pop(name) for name in spec.inputs}
+        add_style = values.pop("add_style", None)
+        if add_style and spec.adds_styles_to:
+            if inputs[spec.adds_styles_to]:
+                flag = spec.inputs[spec.adds_styles_to].short or "--" + spec.adds_styles_to.replace("_", "-")
+                raise UsageError(f"{flag} trains a network's styles, --add-style adds styles to the --init model: "
+                                 "give one")
+            inputs[spec.adds_styles_to] = add_style
+        run_options = {name: values.pop(name) for name in RUN_OPTIONS}
+        runtime = {name: values.pop(name) for name in RUNTIME_OPTIONS}
+        _train(spec.name, inputs, values, **run_options, **runtime, add_style=bool(add_style))
+
+    return command(run, _parameters(spec), spec.summary)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +44,11 @@ class Styles:
 def style_set(method: str, styles: list[torch.Tensor], inputs: EngineInputs) -> Styles:
     """Styles for an engine that takes style images, checked against how the run combines them."""
     if not styles:
-        raise UsageError(f"-m {method} needs a style image: -s FILE")
+        raise UsageError(f"`method` {method} needs a style image: `style` FILE")
     if inputs.style_weights is not None and len(inputs.style_weights) != len(styles):
-        raise UsageError(f"--style-blend has {len(inputs.style_weights)} weights for {len(styles)} style images")
+        raise UsageError(f"`style_blend` has {len(inputs.style_weights)} weights for {len(styles)} style images")
     if inputs.mask is not None and len(styles) not in (1, 2):
-        raise UsageError(f"--mask takes one or two styles (got {len(styles)})")
+        raise UsageError(f"`mask` takes one or two styles (got {len(styles)})")
     return Styles(list(styles))
 
 
@@ -67,8 +67,8 @@ class Engine(Protocol):
     name: ClassVar[str]
 
     def prepare(self, styles: list[Any]) -> Styles:
-        """The style images this engine will match; for an engine whose model holds its styles (named_styles),
-        the names of the styles to use (it refuses images)."""
+        """The style images this engine will match; for an engine whose model holds its styles (style_input
+        "names"), the names of the styles to use (it refuses images)."""
         ...
 
     def stylize(self, content: torch.Tensor, styles: Styles, on_event: EventCallback = ignore) -> torch.Tensor:
@@ -76,19 +76,29 @@ class Engine(Protocol):
         ...
 
 
-def refines(engine: Engine) -> bool:
-    """Whether the engine can continue from a Guide (a `refine(content, styles, guide, on_event)` method)."""
-    return callable(getattr(engine, "refine", None))
+class RefiningEngine(Engine, Protocol):
+    """An engine that optimises its output can also continue from a previous video frame's (EngineSpec.refines)."""
+
+    def refine(self, content: torch.Tensor, styles: Styles, guide: Guide,
+               on_event: EventCallback = ignore) -> torch.Tensor: ...
+
+
+# What a user gives an engine as its style: style images, the names of styles its model holds, or nothing.
+StyleInput = Literal["images", "names", "none"]
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """An engine as the API, the CLI, batches and video see it."""
+
     name: str
     config_type: type
     build: Callable[[Any, Runtime, EngineInputs], Engine]
-    needs_style: bool
+    style_input: StyleInput
     batches: bool = False  # stylises a stack of equal-size images in one pass
-    named_styles: bool = False  # its model holds its styles: -s picks them by name rather than giving images
+    refines: bool = False  # its engine is a RefiningEngine
+    # VideoConfig defaults where this engine's measured best differs from them (stransfer/videorun.py).
+    video_defaults: Mapping[str, float] = field(default_factory=dict)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.Tensor:

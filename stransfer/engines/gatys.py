@@ -126,7 +126,7 @@ class Gatys:
         self.objective = losses.StyleObjective.parse(config.style_loss, config.style_layers)
         if inputs.mask is not None and not self.objective.takes_masks:
             masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
-            raise ConfigError(f"--mask works with the style losses {masked} (got '{config.style_loss}')")
+            raise ConfigError(f"`mask` works with the style losses {masked} (got '{config.style_loss}')")
         self.config, self.runtime, self.inputs = config, runtime, inputs
         self.backbone = winograd.adopt(backbone.to(memory_format=torch.channels_last), runtime)
 
@@ -340,4 +340,4 @@ def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     return Gatys(config, runtime, backbone.to(runtime.device), inputs)
 
 
-SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, needs_style=True)
+SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, style_input="images", refines=True)

@@ -214,17 +214,17 @@ def style_code(held: list[str], picked: list[str], weights: list[float] | None, 
     listing = ", ".join(held)
     if not picked:
         if len(held) > 1:
-            raise UsageError(f"--model {model} holds {len(held)} styles: pick one with -s NAME or blend several "
-                             f"with -s A -s B [--style-blend 0.7,0.3] ({listing})")
+            raise UsageError(f"`model` {model} holds {len(held)} styles: pick one with `style` NAME or blend several "
+                             f"with `style` A `style` B [`style_blend` 0.7,0.3] ({listing})")
         picked = held
     if weights is not None and len(weights) != len(picked):
-        raise UsageError(f"--style-blend has {len(weights)} weights for {len(picked)} style{'s' * (len(picked) > 1)}")
+        raise UsageError(f"`style_blend` has {len(weights)} weights for {len(picked)} style{'s' * (len(picked) > 1)}")
     code = torch.zeros(len(held))
     for name, weight in zip(picked, weights or [1 / len(picked)] * len(picked)):
         if name not in held:
-            hint = ("; -m johnson takes style names, not style images" if Path(name).suffix or "/" in name
+            hint = ("; `method` johnson takes style names, not style images" if Path(name).suffix or "/" in name
                     else "")
-            raise UsageError(f"--model {model} holds no style '{name}' (its styles: {listing}){hint}")
+            raise UsageError(f"`model` {model} holds no style '{name}' (its styles: {listing}){hint}")
         code[held.index(name)] += weight
     return code
 
@@ -274,8 +274,8 @@ class Johnson:
         """The styles of the model picked by name (none: the one style of a one-style model), blended by the
         run's --style-blend weights."""
         if any(not isinstance(s, str) for s in styles):
-            raise UsageError("-m johnson applies a trained model (--model NAME); it takes no style image "
-                             "(a model holding several styles picks them by name: -s NAME)")
+            raise UsageError("`method` johnson applies a trained model (`model` NAME); it takes no style image "
+                             "(a model holding several styles picks them by name: `style` NAME)")
         code = style_code(self.held, list(styles), self.style_weights, self.model)
         with torch.no_grad():
             return StyleChoice([], names=list(styles), params=self.net.mix(code))
@@ -313,5 +313,6 @@ def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> John
                    config.model)
 
 
-SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, needs_style=False, batches=True,
-                  named_styles=True)
+# Video: a johnson model's own best share of the previous frame (starry_night, benchmarks/video_flicker.py).
+SPEC = EngineSpec(name="johnson", config_type=JohnsonConfig, build=build, style_input="names", batches=True,
+                  video_defaults={"temporal_weight": 0.5})

@@ -4,14 +4,16 @@ encoding, decoding, content skips, alpha, masks and tiling are written here once
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from stransfer import tiling, winograd
+from stransfer import losses, tiling, winograd
 from stransfer.backbone import VGGFeatures
+from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, Styles, pad_to_multiple, style_set
 from stransfer.events import EventCallback, ignore
@@ -153,3 +155,58 @@ class OnePass:
             joined = image if mask is None else torch.cat([image, mask], dim=1)
             outs.append(tiling.apply(joined, tile, self.tile_overlap, run_tile, multiple=8))
         return torch.cat(outs).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class OnePassConfig:
+    """Settings every one-pass engine has."""
+
+    # NAME of a decoder in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
+    model: str = param("adain_vgg16")
+    # 1 = the style's statistics; 0 = the decoder's reconstruction of the content.
+    alpha: float = param(1.0, ge=0.0, le=1.0)
+    # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
+    # "off", or the longest tile side in pixels.
+    tile: str = param("auto")
+    # Pixels two tiles share and blend across; about the encoder's and decoder's receptive fields.
+    tile_overlap: int = param(96, ge=0)
+
+
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+          content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Content features re-normalised to the style's channel statistics; in fp32 even under bf16 autocast,
+    where the standard deviation of small activations would lose most of its digits. `content_stats`
+    replaces the features' own statistics (a tile takes those of its whole image)."""
+    mean, std = content_stats or losses.mean_std(content)
+    return (content.float() - mean) / std * style_std + style_mean
+
+
+ChannelSums = tuple[torch.Tensor, torch.Tensor, int]
+
+
+def channel_sums(features: torch.Tensor) -> ChannelSums:
+    """Per-channel sum and sum of squares (fp32, (1, C, 1, 1)) over the cells of a (1, C, h, w) map, and its
+    cell count: what pooled_mean_std adds up."""
+    f = features.float()
+    return f.sum(dim=(2, 3), keepdim=True), f.pow(2).sum(dim=(2, 3), keepdim=True), f.shape[2] * f.shape[3]
+
+
+def pooled_mean_std(sums: Iterable[ChannelSums]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std, fp32, (1, C, 1, 1), of several maps' channel_sums taken as one picture: the tiles
+    of a large image, or the maps of several styles."""
+    total = total_sq = None
+    count = 0
+    for s1, s2, cells in sums:
+        total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
+        count += cells
+    mean = total / count
+    return mean, (total_sq / count - mean.pow(2)).clamp_min(0).add(1e-5).sqrt()
+
+
+def image_mean_std(engine: OnePass, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std at relu4_1; a large image is encoded in tiles whose sums are pooled, so the
+    statistics are those of the whole picture at bounded memory."""
+    tile = engine.encoding_tile(image)
+    if not tile:
+        return losses.mean_std(engine.encode(image)[ENCODER_LAYER])
+    return pooled_mean_std(channel_sums(f) for f in engine.encode_tiles(image, tile))

@@ -17,9 +17,9 @@ from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Styles
-from stransfer.engines.adain import (AdainConfig, ChannelSums, adain, channel_sums, image_mean_std, load_networks,
-                                     pooled_mean_std)
-from stransfer.engines.onepass import ENCODER_LAYER, OnePass
+from stransfer.engines.decoder import load_networks
+from stransfer.engines.onepass import (ENCODER_LAYER, ChannelSums, OnePass, OnePassConfig, adain, channel_sums,
+                                       image_mean_std, pooled_mean_std)
 from stransfer.errors import ConfigError, UsageError
 
 # Memory for one chunk of correlation scores (style patches x content positions, fp32). The paper's single
@@ -182,7 +182,7 @@ class SwapTransform:
 
 
 @dataclass(frozen=True)
-class SwapConfig(AdainConfig):
+class SwapConfig(OnePassConfig):
     """AdaIN's settings (its decoder renders the swapped features; alpha 1 = swapped, 0 = the content rebuilt,
     with the same content skips, tiling), plus the patches."""
 
@@ -207,8 +207,8 @@ class StyleSwap(OnePass):
     def prepare(self, styles: list[torch.Tensor]) -> Styles:
         weights = self.inputs.style_weights
         if weights is not None and max(weights) - min(weights) > 1e-9:
-            raise UsageError("-m swap pools the patches of all its styles, so --style-blend weights cannot "
-                             "apply (give equal ones, or use -m adain)")
+            raise UsageError("`method` swap pools the patches of all its styles, so `style_blend` weights cannot "
+                             "apply (give equal ones, or use `method` adain)")
         return super().prepare(styles)
 
 
@@ -222,4 +222,4 @@ def build(config: SwapConfig, runtime: Runtime, inputs: EngineInputs) -> StyleSw
                      inputs, config.tile, config.tile_overlap)
 
 
-SPEC = EngineSpec(name="swap", config_type=SwapConfig, build=build, needs_style=True, batches=True)
+SPEC = EngineSpec(name="swap", config_type=SwapConfig, build=build, style_input="images", batches=True)

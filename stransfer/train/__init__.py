@@ -7,32 +7,36 @@ from pathlib import Path
 from typing import Any
 
 from stransfer import config as config_mod
-from stransfer import losses
 from stransfer.backbone import VGGFeatures, deepest_layer
 from stransfer.device import make_runtime
 from stransfer.distributed import World, runtime_for
-from stransfer.errors import InputError, UsageError, WeightsError
+from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.fileio import atomic_write
-from stransfer.images import load_image
-from stransfer.train.data import list_images, split
-from stransfer.engines.adain import ENCODER_LAYER
 from stransfer.train.loop import CHECKPOINT, Task, TrainResult, place_loss_network, train
+from stransfer.train.spec import TaskContext, TrainerSpec
 from stransfer.weights import find_model, load_model, resolve
 
 RUN_CONFIG = "config.json"
 
 
+def _registry() -> dict[str, TrainerSpec]:
+    from stransfer.train import adain, johnson
+
+    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC)}
+
+
+TRAINERS: dict[str, TrainerSpec] = _registry()
+
+
+def trainer(kind: str) -> TrainerSpec:
+    if kind not in TRAINERS:
+        raise UsageError(f"unknown training task '{kind}' (known: {', '.join(TRAINERS)})")
+    return TRAINERS[kind]
+
+
 def config_type(kind: str) -> type:
-    if kind == "johnson":
-        from stransfer.train.johnson import JohnsonTrainConfig
-
-        return JohnsonTrainConfig
-    if kind == "adain":
-        from stransfer.train.adain import AdainTrainConfig
-
-        return AdainTrainConfig
-    raise UsageError(f"unknown training task '{kind}'")
+    return trainer(kind).config_type
 
 
 def lineage_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,61 +60,52 @@ def read_init(kind: str, name_or_path: str) -> dict[str, Any]:
 
     The lineage is copied into the run folder now, since a run usually ends by replacing the very file it
     started from."""
+    spec = trainer(kind)
     try:
         path = find_model(name_or_path)
-        payload = load_model(path, kind)
+        payload = load_model(path, spec.model_engine)
+        more = spec.describe_init(payload, path)
     except WeightsError as e:
         raise UsageError(f"--init {e}") from None
-    init = {"path": str(path.resolve()), "lineage": lineage_of(payload),
-            "arch": payload.get("arch"), "backbone": payload.get("backbone")}
-    if kind == "johnson":
-        from stransfer.engines.johnson import model_styles
-
-        try:
-            styles = model_styles(payload, path)
-        except WeightsError as e:
-            raise UsageError(f"--init {e}") from None
-        images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
-        init.update(styles=styles, style_images=[str(i) for i in images])
-    return init
+    return {"path": str(path.resolve()), "lineage": lineage_of(payload),
+            "arch": payload.get("arch"), "backbone": payload.get("backbone"), **more}
 
 
-def init_overrides(init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+def init_overrides(spec: TrainerSpec, init: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     """Settings a run started from a model inherits: its architecture and backbone (a flag that contradicts
-    them is an error, but for --width widening a Johnson network), and a seed past the batches the model already
-    trained on, unless --seed says otherwise."""
+    them is an error, but for one of the trainer's `grows` keys raised, e.g. a Johnson network widened), and a
+    seed past the batches the model already trained on, unless --seed says otherwise."""
     inherited = {**(init["arch"] or {}), "backbone": init["backbone"]}
     for key, value in inherited.items():
-        widens = key == "width" and flags.get(key, value) > value  # train.johnson.widened; never narrower
-        if key in flags and flags[key] != value and not widens:
+        grows = key in spec.grows and flags.get(key, value) > value
+        if key in flags and flags[key] != value and not grows:
             raise UsageError(f"--{key.replace('_', '-')} {flags[key]} contradicts --init {init['path']} ({key} "
-                             f"{value}); a model keeps its architecture, though a Johnson network may widen")
+                             f"{value}); a model keeps its architecture"
+                             + (f", though it may grow in {', '.join(spec.grows)}" if spec.grows else ""))
     # Batches are a function of (seed, step) and a new stage counts steps from 0: with the same seed it would
     # replay the first stage's batches.
     seed = sum(int(stage.get("steps") or 0) for stage in init["lineage"])
     return {"seed": seed, **inherited, **flags}
 
 
-# What each task reads and writes: "files" (one or more) and "folder" inputs must exist; "out" must not.
-TASK_INPUTS = {"johnson": {"style": "files", "data": "folder", "out": "out"},
-               "adain": {"content_data": "folder", "style_data": "folder", "out": "out"}}
 Inputs = dict[str, Path | list[Path] | None]
 
 
-def _check_inputs(kind: str, inputs: Inputs, world: World) -> dict[str, list[Path]]:
-    missing = [k for k in TASK_INPUTS[kind] if inputs.get(k) in (None, [])]
+def _check_inputs(spec: TrainerSpec, inputs: Inputs, world: World) -> dict[str, list[Path]]:
+    """The trainer's inputs as lists of paths: every one given, "files" and "folder" existing, "out" not."""
+    missing = [k for k in spec.inputs if inputs.get(k) in (None, [])]
     if missing:
-        wanted = ", ".join("--" + k.replace("_", "-") for k in TASK_INPUTS[kind])
-        raise UsageError(f"train {kind} needs {wanted} (or --resume RUN_DIR)")
+        wanted = ", ".join("--" + k.replace("_", "-") for k in spec.inputs)
+        raise UsageError(f"train {spec.name} needs {wanted} (or --resume RUN_DIR)")
     paths = {k: [Path(p) for p in (v if isinstance(v, list) else [v])] for k, v in inputs.items() if v is not None}
-    for key, kind_of in TASK_INPUTS[kind].items():
+    for key, declared in spec.inputs.items():
         flag = "--" + key.replace("_", "-")
         for path in paths[key]:
-            if kind_of == "files" and not path.is_file():
+            if declared.kind == "files" and not path.is_file():
                 raise UsageError(f"{flag} {path}: no such file")
-            if kind_of == "folder" and not path.is_dir():
+            if declared.kind == "folder" and not path.is_dir():
                 raise UsageError(f"{flag} {path}: not a folder")
-            if kind_of == "out" and path.exists() and world.is_main:
+            if declared.kind == "out" and path.exists() and world.is_main:
                 raise UsageError(f"{path} already exists: choose another --out or remove it")
     return paths
 
@@ -119,16 +114,16 @@ def start(kind: str, inputs: Inputs, flags: dict[str, Any], toml: Path | None, i
           run_dir: Path | None, runtime: dict[str, Any], world: World = World(), add_style: bool = False) -> Path:
     """Check a new run's inputs and settings and write its run folder (on the main rank); its path.
     `add_style`: the style images are new styles for the --init model, and only their norm parameters train."""
-    paths = _check_inputs(kind, inputs, world)
+    spec = trainer(kind)
+    if add_style and spec.adds_styles_to is None:
+        raise UsageError(f"train {kind} does not add styles to a model (no --add-style)")
+    paths = _check_inputs(spec, inputs, world)
     if add_style and init is None:
         raise UsageError("--add-style adds styles to a trained model: give it with --init MODEL")
     start_from = read_init(kind, init) if init is not None else None
-    cfg = config_mod.build(config_type(kind), toml, init_overrides(start_from, flags) if start_from else flags)
-    if kind == "johnson":
-        from stransfer.train.johnson import check_styles
-
-        check_styles(paths["style"], start_from, add_style, cfg.style_weight)
-    name = "+".join(p.stem for p in paths["style"]) if kind == "johnson" else paths["out"][0].stem
+    cfg = config_mod.build(spec.config_type, toml, init_overrides(spec, start_from, flags) if start_from else flags)
+    spec.check(cfg, paths, start_from, add_style)
+    name = spec.run_name(paths)
     run_dir = run_dir or Path("runs") / f"{kind}-{name[:80]}"
     if world.is_main:
         recorded = {k: [str(p.resolve()) for p in v] if len(v) > 1 else str(v[0].resolve()) for k, v in paths.items()}
@@ -174,49 +169,28 @@ def run(run_dir: Path, resume: bool, on_event: EventCallback = ignore, steps: in
         world: World = World()) -> TrainResult:
     """Build the task a run folder describes and train it (from its checkpoint when resuming)."""
     record = world.broadcast(read_run(run_dir) if world.is_main else None)
-    kind = record["task"]
+    spec = trainer(record["task"])
     overrides = {**record["config"], **({"steps": steps} if steps is not None else {})}
-    cfg = config_mod.build(config_type(kind), None, overrides)
+    cfg = config_mod.build(spec.config_type, None, overrides)
     settings = record["runtime"]
     runtime = runtime_for(make_runtime(device or settings["device"], settings["precision"], threads, cfg.seed), world)
     inputs = {k: [Path(p) for p in v] if isinstance(v, list) else [Path(v)] for k, v in record["inputs"].items()}
 
-    layers = ((*cfg.content_layers, *losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers).taps)
-              if kind == "johnson" else (ENCODER_LAYER,))
-    backbone = VGGFeatures(cfg.backbone, deepest=deepest_layer(cfg.backbone, layers))
+    backbone = VGGFeatures(cfg.backbone, deepest=deepest_layer(cfg.backbone, spec.loss_layers(cfg)))
     backbone.load_weights(resolve(cfg.backbone, vgg_weights, on_event)[0])
     backbone = place_loss_network(backbone, runtime)
-
-    task: Task
-    if kind == "adain":
-        from stransfer.train.adain import AdainTask
-
-        content_train, content_held = split(list_images(inputs["content_data"][0]))
-        style_train, style_held = split(list_images(inputs["style_data"][0]))
-        # Previews come from held-out images; a folder too small to hold any out previews training images.
-        task = AdainTask(cfg, runtime, backbone, content_train, style_train, content_held or content_train,
-                         style_held or style_train, world.rank)
-    else:
-        from stransfer.train.johnson import JohnsonTask
-
-        try:
-            styles = [load_image(p).rgb for p in inputs["style"]]
-        except InputError as e:
-            raise UsageError(f"style {e}") from None
-        train_files, held_out = split(list_images(inputs["data"][0]))
-        frozen = (record["init"]["styles"], record["init"]["style_images"]) if record.get("add_style") else None
-        task = JohnsonTask(cfg, runtime, backbone, styles, inputs["style"], train_files, held_out or train_files,
-                           world.rank, frozen)
+    task = spec.make_task(TaskContext(cfg, runtime, backbone, inputs, record.get("init"),
+                                      bool(record.get("add_style")), world.rank))
     init = record.get("init")
     if init and not resume:
-        _load_init(task, Path(init["path"]), kind)
+        _load_init(task, Path(init["path"]), spec.model_engine)
     out = inputs["out"][0] if "out" in inputs else None
     return train(task, cfg, runtime, run_dir, out, on_event, resume=resume, world=world,
                  lineage=init["lineage"] if init else [])
 
 
-def _load_init(task: Task, path: Path, kind: str) -> None:
+def _load_init(task: Task, path: Path, engine: str) -> None:
     try:
-        task.load_init(load_model(path, kind)["state_dict"])
+        task.load_init(load_model(path, engine)["state_dict"])
     except (KeyError, RuntimeError) as e:
         raise UsageError(f"--init {path}: does not fit this run's network ({str(e).splitlines()[0]})") from None

@@ -16,8 +16,9 @@ from stransfer.device import Runtime
 from stransfer.engines.adain import ENCODER_LAYER, SKIP_LAYERS, STYLE_LAYERS, Decoder, adain
 from stransfer.engines.swap import SwapConfig, swap_features
 from stransfer.images import grid
-from stransfer.train.data import CropSampler, load_previews
+from stransfer.train.data import CropSampler, list_images, load_previews, split
 from stransfer.train.loop import TrainConfig
+from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
 from stransfer.weights import save_model, tensor_digest
 
 
@@ -29,28 +30,31 @@ class AdainTrainConfig(TrainConfig):
     learning_rate: float = param(5e-4, gt=0.0)
     # Huang & Belongie decay the rate as lr / (1 + 5e-5 t).
     lr_decay: float = param(5e-5, ge=0.0)
-    batch_size: int = param(8, ge=1)
-    crop_size: int = param(128, ge=32)
+    batch_size: int = param(8, ge=1, help="Content/style pairs per step.")
+    crop_size: int = param(128, ge=32, help="Side of the square training crops.")
     # Both terms are relative errors (losses.py): torchvision's VGG16 activations differ in scale by more
     # than an order of magnitude from relu1_1 to relu4_1, so the paper's raw squared errors would let the
     # deepest layer drown the rest; relative errors make each layer (and each term) start near 1.
-    style_weight: float = param(1.0, ge=0.0)
-    content_weight: float = param(1.0, ge=0.0)
+    style_weight: float = param(1.0, ge=0.0, help="Weight of the style loss.")
+    content_weight: float = param(1.0, ge=0.0, help="Weight of the content loss.")
     # Identity term: a quarter of each batch is decoded from the content's own features (alpha = 0) and must
     # give back the content at every encoder layer. Without it the decoder learns to invert features far too
     # slowly for a few thousand steps: 900 steps without it left alpha 0 at content distance 0.98 and alpha 1
     # at 1.1; 600 steps with it, 0.74 and 0.87 (weights/README.md). Those items get the content skips at
     # strengths spread from 1 (alpha 0) down to 0, so the decoder also keeps learning to invert relu4_1 alone,
     # which alpha 1 (no skips) relies on.
-    identity_weight: float = param(1.0, ge=0.0)
+    identity_weight: float = param(1.0, ge=0.0, help=(
+        "Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off."))
     # The paper's style loss matches channel means and stds, the statistics AdaIN itself transfers; any loss of
     # the registry (losses.STYLE_LOSSES) may replace it, over relu1_1..relu4_1, against each item's own style.
-    style_loss: str = param("meanstd", check=losses.parse_style_loss)
+    style_loss: str = param("meanstd", check=losses.parse_style_loss,
+                             help="Style loss, as for stylize -m gatys; meanstd is the paper's.")
     # Share of the stylised items whose target is style-swap's (Chen & Schmidt 2016: each 3x3 patch of the
     # content's relu4_1 swapped for its best match in the item's style, every style patch a candidate) rather
     # than AdaIN's, so the one shipped decoder learns to render both engines' features (-m adain and -m swap).
-    swap_fraction: float = param(0.0, ge=0.0, le=1.0)
-    backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
+    swap_fraction: float = param(0.0, ge=0.0, le=1.0, help=(
+        "Share of the stylised items trained on style-swap's features instead of AdaIN's (for -m swap)."))
+    backbone: str = param("vgg16", choices=("vgg16", "vgg19"), help="Encoder.")
 
 
 class AdainTask:
@@ -136,3 +140,24 @@ class AdainTask:
         save_model(path, "adain", self.model.state_dict(), backbone=self.cfg.backbone,
                    encoder_layer=ENCODER_LAYER, encoder_digest=tensor_digest(encoder_state),
                    train_config=as_dict(self.cfg), steps=steps, record=record)
+
+
+def _task(context: TaskContext) -> AdainTask:
+    content_train, content_held = split(list_images(context.inputs["content_data"][0]))
+    style_train, style_held = split(list_images(context.inputs["style_data"][0]))
+    # Previews come from held-out images; a folder too small to hold any out previews training images.
+    return AdainTask(context.cfg, context.runtime, context.backbone, content_train, style_train,
+                     content_held or content_train, style_held or style_train, context.rank)
+
+
+SPEC = TrainerSpec(
+    name="adain",
+    summary="Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes).",
+    config_type=AdainTrainConfig,
+    inputs={"content_data": TrainInput("folder", "Folder of content photos (searched recursively)."),
+            "style_data": TrainInput("folder", "Folder of artworks (searched recursively)."),
+            "out": TrainInput("out", "Model file to write, e.g. weights/NAME.pth.", "-o")},
+    loss_layers=lambda cfg: (ENCODER_LAYER,),
+    make_task=_task,
+    model_engine="adain",
+)

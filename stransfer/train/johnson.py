@@ -16,39 +16,43 @@ from stransfer import losses
 from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, each, param
 from stransfer.device import Runtime
-from stransfer.errors import UsageError
-from stransfer.engines.johnson import ConvLayer, InstanceNorm, JohnsonArch, TransformerNet, save_transformer
-from stransfer.images import fit_long_side, grid, resize
-from stransfer.train.data import CropSampler, balanced_choices, load_previews
+from stransfer.errors import InputError, UsageError
+from stransfer.engines.johnson import (ConvLayer, InstanceNorm, JohnsonArch, TransformerNet, model_styles,
+                                      save_transformer)
+from stransfer.images import fit_long_side, grid, load_image, resize
+from stransfer.train.data import CropSampler, balanced_choices, list_images, load_previews, split
 from stransfer.train.loop import TrainConfig
+from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
 
 
 @dataclass(frozen=True)
 class JohnsonTrainConfig(TrainConfig):
     # Half the paper's width (32): a quarter of the multiply-adds, so 1024 px stylises in about half a
     # second on 2 CPU cores, while 5 residual blocks keep the receptive field that makes strokes coherent.
-    width: int = param(16, ge=4)
-    residual_blocks: int = param(5, ge=0)
+    width: int = param(16, ge=4, help="Channels of the first layer (32 in the paper).")
+    residual_blocks: int = param(5, ge=0, help="Residual blocks (5 in the paper).")
     # Training crops are square; the network is fully convolutional and runs on any size afterwards.
-    image_size: int = param(256, ge=32)
+    image_size: int = param(256, ge=32, help="Side of the square training crops.")
     # Long side of the style image when its Grams are taken: sets the scale of the strokes it learns. A 256 px
     # crop is a piece of a 512 px output, the default --size, so the style is seen as it is at 512 px: trained
     # with 256 instead, starry_night scored a style ratio of 0.40 at 512 px but 0.34 at 256 px.
-    style_size: int = param(512, ge=32)
-    content_layers: tuple[str, ...] = ("relu3_3",)
-    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    style_size: int = param(512, ge=32, help="Long side of the style image for its Grams.")
+    content_layers: tuple[str, ...] = param(("relu3_3",), help="Comma-separated layers of the content loss.")
+    style_layers: tuple[str, ...] = param(("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+                                         help="Comma-separated layers of the style loss.")
     # Relative losses, as in the Gatys engine (losses.py), so the weights mean the same thing there and here.
     # A network cannot fit each photo as the optimiser does: at Gatys's 5 it gave up the content (relu3_3
     # relative error 1.96 at step 220, stripes everywhere). With the style seen at 512 px, 2 still lost the scene
     # (the_scream: content distance 1.07 at 512 px, step 600); 0.5 gave style ratio 0.34 at content 0.76.
-    content_weight: float = param(1.0, ge=0.0)
+    content_weight: float = param(1.0, ge=0.0, help="Weight of the content loss.")
     # One weight for every style, or one per style in the order of -s (or of --add-style's new styles): in one
     # network, styles far from photos need more weight than styles near them to take as much of their style.
-    style_weight: tuple[float, ...] = param((0.5,), ge=0.0)
+    style_weight: tuple[float, ...] = param((0.5,), ge=0.0, help=(
+        "Style weight: one number, or one per style in the order of -s or --add-style, e.g. 2,4,1."))
     # The style losses of the registry (losses.py), as in the Gatys engine.
-    style_loss: str = param("gram", check=losses.parse_style_loss)
-    tv_weight: float = param(1.0, ge=0.0)
-    backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
+    style_loss: str = param("gram", check=losses.parse_style_loss, help="Style loss, as for stylize -m gatys.")
+    tv_weight: float = param(1.0, ge=0.0, help="Weight of total variation (smoothness).")
+    backbone: str = param("vgg16", choices=("vgg16", "vgg19"), help="Loss network.")
 
 
 class NewStyles(nn.Module):
@@ -276,3 +280,46 @@ def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool
             if n in held and held[i] != n:
                 raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
                                  f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
+
+
+def _styles_of_init(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The --init model's styles and their images, which --add-style keeps and -s must give row for row."""
+    styles = model_styles(payload, path)
+    images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
+    return {"styles": styles, "style_images": [str(i) for i in images]}
+
+
+def _check(cfg: JohnsonTrainConfig, paths: dict[str, list[Path]], init: dict[str, Any] | None,
+           add_style: bool) -> None:
+    check_styles(paths["style"], init, add_style, cfg.style_weight)
+
+
+def _task(context: TaskContext) -> JohnsonTask:
+    try:
+        styles = [load_image(p).rgb for p in context.inputs["style"]]
+    except InputError as e:
+        raise UsageError(f"style {e}") from None
+    train_files, held_out = split(list_images(context.inputs["data"][0]))
+    init = context.init
+    frozen = (init["styles"], init["style_images"]) if context.add_style and init else None
+    return JohnsonTask(context.cfg, context.runtime, context.backbone, styles, context.inputs["style"], train_files,
+                       held_out or train_files, context.rank, frozen)
+
+
+SPEC = TrainerSpec(
+    name="johnson",
+    summary="Train a Johnson feed-forward network for one style or several, or add styles to a trained one "
+            "(resumable; torchrun for several processes).",
+    config_type=JohnsonTrainConfig,
+    inputs={"style": TrainInput("files", "Style image; repeat it for one network holding several styles.", "-s"),
+            "data": TrainInput("folder", "Folder of content photos (searched recursively)."),
+            "out": TrainInput("out", "Model file to write, e.g. weights/NAME.pth.", "-o")},
+    loss_layers=lambda cfg: (*cfg.content_layers, *losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers).taps),
+    make_task=_task,
+    model_engine="johnson",
+    run_name=lambda paths: "+".join(p.stem for p in paths["style"]),
+    check=_check,
+    describe_init=_styles_of_init,
+    grows=("width",),
+    adds_styles_to="style",
+)

@@ -41,15 +41,15 @@ MAX_CHECKPOINT_BYTES = 4 * MAX_MODEL_BYTES
 class TrainConfig:
     """Settings every feed-forward trainer shares; the tasks extend this with their own."""
 
-    steps: int = param(2000, ge=1)
-    batch_size: int = param(4, ge=1)
-    learning_rate: float = param(1e-3, gt=0.0)
+    steps: int = param(2000, ge=1, help="Total optimiser steps (on --resume: extend to this).")
+    batch_size: int = param(4, ge=1, help="Images per step.")
+    learning_rate: float = param(1e-3, gt=0.0, help="Adam learning rate.")
     # Inverse-time decay, lr_t = lr / (1 + decay * t), as in Huang & Belongie; 0 keeps the rate constant.
-    lr_decay: float = param(0.0, ge=0.0)
-    checkpoint_every: int = param(100, ge=1)
-    log_every: int = param(10, ge=1)
-    preview_every: int = param(500, ge=1)
-    seed: int = param(0, ge=0)
+    lr_decay: float = param(0.0, ge=0.0, help="Inverse-time decay: lr / (1 + decay * step).")
+    checkpoint_every: int = param(100, ge=1, help="Steps between checkpoints.")
+    log_every: int = param(10, ge=1, help="Steps between lines of log.jsonl.")
+    preview_every: int = param(500, ge=1, help="Steps between preview sheets.")
+    seed: int = param(0, ge=0, help="Seed of the data order and initial weights.")
 
 
 class Task(Protocol):

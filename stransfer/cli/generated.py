@@ -1,0 +1,89 @@
+"""Command-line options generated from the config dataclasses, so a new engine or trainer adds no CLI code: each
+field is a flag named after it, with the help text of its metadata (config.param) and its default shown."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import typer
+
+
+def field_help(config_type: type, name: str) -> str | None:
+    """A field's help, from the nearest class that gave one: a subclass that only changes a default keeps the
+    base class's words."""
+    for cls in config_type.__mro__:
+        if dataclasses.is_dataclass(cls):
+            found = {f.name: f for f in dataclasses.fields(cls)}.get(name)
+            if found is not None and "help" in found.metadata:
+                return found.metadata["help"]
+    return None
+
+
+def _flag_type(tp: Any) -> type:
+    """The type a flag parses to: lists are given comma-separated and parsed by config.build."""
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return str
+    return tp if tp in (int, float, str, bool) else str
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def config_options(config_type: type, panel: str | None = None, skip: Iterable[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per field of `config_type` (but `skip`), None when not given, so a TOML file's
+    value is not replaced by a default."""
+    hints = typing.get_type_hints(config_type)
+    params = []
+    for f in dataclasses.fields(config_type):
+        if f.name in skip:
+            continue
+        words = [field_help(config_type, f.name) or f.name.replace("_", " ").capitalize() + "."]
+        if "choices" in f.metadata:
+            words.append(f"One of {', '.join(f.metadata['choices'])}.")
+        if f.default is not dataclasses.MISSING and f.default is not None:
+            words.append(f"(default {_shown(f.default)})")
+        option = typer.Option(help=" ".join(words), rich_help_panel=panel, show_default=False)
+        annotation = Annotated[_flag_type(hints[f.name]) | None, option]  # type: ignore[valid-type]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return params
+
+
+def parameter(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_choices(function: Callable[..., None], name: str, values: Iterable[str]) -> Callable[..., None]:
+    """`function` as a command whose enum parameter `name` chooses among `values` as they are when the app is
+    built (a registry's names), keeping its flags, help and default."""
+    from stransfer.cli.options import choices
+
+    signature = inspect.signature(function, eval_str=True)
+    old = signature.parameters[name]
+    enum_type, *extras = typing.get_args(old.annotation)
+    fresh = choices(enum_type.__name__, values)
+    annotation = Annotated[(fresh, *extras)]  # type: ignore[valid-type]
+    params = [p.replace(annotation=annotation, default=fresh(old.default.value)) if p.name == name else p
+              for p in signature.parameters.values()]
+    return command(function, params, function.__doc__ or "")
+
+
+def command(run: Callable[..., None], parameters: list[inspect.Parameter], doc: str) -> Callable[..., None]:
+    """`run(**values)` as a Typer command taking `parameters` (Typer reads the signature and the docstring)."""
+
+    def generated(**values: Any) -> None:
+        run(**values)
+
+    generated.__name__ = run.__name__
+
+    generated.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    generated.__annotations__ = {p.name: p.annotation for p in parameters}
+    generated.__doc__ = doc
+    return generated
