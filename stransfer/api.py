@@ -22,7 +22,7 @@ from stransfer import color, images, pipeline
 from stransfer import config as config_mod
 from stransfer.device import Runtime, make_runtime
 from stransfer.engines import ENGINES, EngineInputs, EngineSpec, Guide
-from stransfer.errors import InputError, UsageError
+from stransfer.errors import ArgumentError, ArgumentTypeError, InputError, UsageError
 from stransfer.events import EventCallback, ignore
 
 ImageLike = str | os.PathLike[str] | Image.Image | torch.Tensor
@@ -32,7 +32,19 @@ MAX_BLEND_WEIGHT = 1e6  # weights are relative; a bound keeps their sum finite
 MAX_STYLE_SCALE = 4.0  # a style image 4x the output is already 16x its pixels through VGG
 
 
+IMAGE_TYPES = (str, os.PathLike, Image.Image, torch.Tensor)
+TENSOR_RANGE_SLACK = 1e-3  # rounding a network's output may step this far outside [0, 1]
+
+
+def expect(name: str, value: Any, types: type | tuple[type, ...], accepted: str, optional: bool = False) -> None:
+    """A wrong type raises the library's TypeError, naming the argument and what it accepts."""
+    if (value is None and optional) or (isinstance(value, types) and not isinstance(value, bool)):
+        return
+    raise ArgumentTypeError(f"`{name}` must be {accepted} (got {type(value).__name__})")
+
+
 def engine_spec(method: str) -> EngineSpec:
+    expect("method", method, str, "a method name")
     if method not in ENGINES:
         raise UsageError(f"unknown method '{method}' (known: {', '.join(ENGINES)})")
     return ENGINES[method]
@@ -45,29 +57,56 @@ def engine_config(method: str, toml: str | os.PathLike[str] | None = None, **opt
     return config_mod.build(spec.config_type, None if toml is None else Path(toml), options)
 
 
-def load_picture(image: ImageLike, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> images.Picture:
-    """Any ImageLike as the engines see it: RGB (1, 3, H, W) in [0, 1], its alpha set aside."""
+def tensor_picture(name: str, image: torch.Tensor, max_pixels: int) -> images.Picture:
+    """A tensor image, refused unless it is float RGB in [0, 1] with every value finite: a NaN would come out as
+    a black image and values in [0, 255] as a white one, without a word."""
+    rgb = image.unsqueeze(0) if image.dim() == 3 else image
+    if rgb.dim() != 4 or rgb.shape[:2] != (1, 3) or not rgb.is_floating_point():
+        raise ArgumentError(f"`{name}`: a tensor image must be float RGB (3, H, W) or (1, 3, H, W), got "
+                            f"{tuple(image.shape)} {image.dtype}")
+    height, width = rgb.shape[-2:]
+    if not 1 <= height * width <= max_pixels:
+        raise ArgumentError(f"`{name}`: a tensor image needs 1 to {max_pixels:,} pixels (got {width}x{height})")
+    rgb = rgb.detach().float().cpu()
+    if not bool(torch.isfinite(rgb).all()):
+        raise ArgumentError(f"`{name}`: the tensor image holds NaN or infinite values")
+    low, high = rgb.min().item(), rgb.max().item()
+    if low < -TENSOR_RANGE_SLACK or high > 1 + TENSOR_RANGE_SLACK:
+        raise ArgumentError(f"`{name}`: a tensor image holds RGB in [0, 1] (got values from {low:.3g} to "
+                            f"{high:.3g}{'; divide 8-bit values by 255' if high > 1.5 else ''})")
+    return images.Picture(rgb.clamp(0, 1))
+
+
+def load_picture(image: ImageLike, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 name: str = "content") -> images.Picture:
+    """Any ImageLike as the engines see it: RGB (1, 3, H, W) in [0, 1], its alpha set aside. `name`: the argument
+    it came from, for the messages."""
+    expect(name, image, IMAGE_TYPES, "a path, a Pillow image or an RGB tensor in [0, 1]")
     if isinstance(image, torch.Tensor):
-        rgb = image.unsqueeze(0) if image.dim() == 3 else image
-        if rgb.dim() != 4 or rgb.shape[:2] != (1, 3) or not rgb.is_floating_point():
-            raise InputError(f"a tensor image must be float RGB (3, H, W) or (1, 3, H, W), got "
-                             f"{tuple(image.shape)} {image.dtype}")
-        return images.Picture(rgb.detach().float().clamp(0, 1).cpu())
+        return tensor_picture(name, image, max_pixels)
     if isinstance(image, Image.Image):
+        if image.width * image.height < 1:
+            raise ArgumentError(f"`{name}`: the Pillow image has no pixels ({image.width}x{image.height})")
         return images.decode(image)
     return images.load_image(Path(image), max_pixels)
 
 
 def _listed(style: ImageLike | Sequence[ImageLike] | None) -> list[ImageLike]:
-    one = isinstance(style, (str, os.PathLike, Image.Image, torch.Tensor))
-    return [] if style is None else [style] if one else list(style)  # type: ignore[arg-type, list-item]
+    if style is None:
+        return []
+    if isinstance(style, IMAGE_TYPES):
+        return [style]
+    expect("style", style, (list, tuple), "an image (path, Pillow image or tensor), a list of them, or None")
+    for item in style:
+        expect("style", item, IMAGE_TYPES, "a list of images (paths, Pillow images or tensors) or style names")
+    return list(style)
 
 
 def load_styles(style: ImageLike | Sequence[ImageLike] | None,
                 max_pixels: int = images.DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
     """One ImageLike or several as RGB tensors; a bad one is a usage error (the run cannot start)."""
     try:
-        return [load_picture(s, max_pixels).rgb for s in _listed(style)]
+        return [load_picture(s, max_pixels, "style").rgb for s in _listed(style)]
     except InputError as e:
         raise UsageError(f"style {e}") from None
 
@@ -76,6 +115,7 @@ def parse_blend(weights: Sequence[float] | None) -> list[float] | None:
     """Relative weights of several styles, normalised to sum to 1."""
     if weights is None:
         return None
+    expect("style_blend", weights, (list, tuple), "a list of numbers, one per style")
     config_mod.check("style_blend", tuple(weights), ge=0.0, le=MAX_BLEND_WEIGHT)
     if sum(weights) <= 0:
         raise UsageError("`style_blend` weights must not all be 0")
@@ -100,6 +140,23 @@ def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: 
     return "+".join(Path(s).stem for s in styles) if spec.style_input == "images" else Path(config.model).stem
 
 
+PATH = (str, os.PathLike)
+
+
+def check_arguments(**given: Any) -> None:
+    """The types of the arguments Stylizer and texture share (None: not given, where that is allowed)."""
+    for name in ("config", "vgg_weights"):
+        if name in given:
+            expect(name, given[name], PATH, "a path or None", optional=True)
+    for name in ("device", "precision", "preserve_color", "style_loss"):
+        if name in given:
+            expect(name, given[name], str, "a string", optional=name == "style_loss")
+    if "max_pixels" in given:
+        config_mod.check("max_pixels", given["max_pixels"], ge=1, integer=True)
+    if "on_event" in given and not callable(given["on_event"]):
+        raise ArgumentTypeError(f"`on_event` must be callable (got {type(given['on_event']).__name__})")
+
+
 class Stylizer:
     """One engine, its model loaded and its style images prepared once, to stylise any number of images.
 
@@ -116,6 +173,8 @@ class Stylizer:
                  threads: int | None = None, seed: int | None = None, runtime: Runtime | None = None,
                  vgg_weights: str | os.PathLike[str] | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
                  on_event: EventCallback = ignore, **options: Any) -> None:
+        check_arguments(config=config, device=device, precision=precision, vgg_weights=vgg_weights,
+                        max_pixels=max_pixels, on_event=on_event, preserve_color=preserve_color)
         self.spec = engine_spec(method)
         self.config = engine_config(method, config, **options)
         self.preserve_color = preserve_color
@@ -132,7 +191,7 @@ class Stylizer:
     @staticmethod
     def _load_mask(mask: ImageLike, max_pixels: int) -> torch.Tensor:
         try:
-            return images.luminance(load_picture(mask, max_pixels).rgb)
+            return images.luminance(load_picture(mask, max_pixels, "mask").rgb)
         except InputError as e:
             raise UsageError(f"mask {e}") from None
 
@@ -174,7 +233,7 @@ class Stylizer:
         """Stylise one image, its long side resized to `size` (None: as it is); alpha is kept."""
         picture = load_picture(content)
         if size is not None:
-            config_mod.check("size", size, ge=16, le=16384)  # the range of stylize's --size
+            config_mod.check("size", size, ge=16, le=16384, integer=True)  # the range of stylize's --size
         rgb = picture.rgb if size is None else images.resize_long_side(picture.rgb, size)
         return images.to_pil(self.stylize_tensor(rgb, on_event), picture.alpha)
 
@@ -183,6 +242,7 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None = 
             size: int | None = 512, **options: Any) -> Image.Image:
     """Stylise one image and return it as a Pillow image; `options` as for Stylizer. To stylise many images
     with the same style, make one Stylizer: it loads the model and prepares the style once."""
+    expect("content", content, IMAGE_TYPES, "a path, a Pillow image or an RGB tensor in [0, 1]")
     return Stylizer(method, style, **options)(content, size)
 
 
@@ -196,8 +256,11 @@ def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int
     bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
     from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture, texture_canvas
 
-    config_mod.check("size", size, ge=16, le=16384)
-    height = config_mod.check("height", height, ge=16, le=16384) or size
+    check_arguments(config=config, device=device, precision=precision, vgg_weights=vgg_weights,
+                    on_event=on_event, style_loss=style_loss)
+    expect("size", size, int, "an integer")
+    config_mod.check("size", size, ge=16, le=16384, integer=True)
+    height = config_mod.check("height", height, ge=16, le=16384, integer=True) or size
     config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
     spec = ENGINES["gatys"]
     cfg = config_mod.build(spec.config_type, None if config is None else Path(config), {"style_loss": style_loss},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import string
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -111,6 +112,39 @@ def names_one_file(output: Path) -> bool:
     return output.suffix.lower() in images.SAVE_FORMATS and not output.is_dir()
 
 
+NAME_FIELDS = ("stem", "style", "method", "ext")
+
+
+def _name_error(template: str, why: str) -> UsageError:
+    fields = ", ".join("{" + f + "}" for f in NAME_FIELDS)
+    return UsageError(f"--name {template!r}: {why} (a template fills only {fields}; write {{{{ or }}}} for a brace)")
+
+
+def fill_name(template: str, fields: Mapping[str, str]) -> str:
+    """The output file name: `template` with each bare {field} replaced. Format specs, conversions, attribute
+    access and indexing are refused rather than passed to str.format, which would let a template reach into
+    Python objects; so are names that climb out of the output folder."""
+    parts = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise _name_error(template, str(e)) from None
+    for literal, field, spec, conversion in parsed:
+        parts.append(literal)
+        if field is None:
+            continue
+        if field not in fields:
+            raise _name_error(template, f"unknown field {{{field}}}" if field else "empty field {}")
+        if spec or conversion:
+            raise _name_error(template, f"{{{field}}} takes no format spec or conversion")
+        parts.append(fields[field])
+    filename = "".join(parts)
+    path = Path(filename)
+    if not filename or path.is_absolute() or ".." in path.parts or filename.endswith(("/", os.sep)):
+        raise _name_error(template, f"{filename!r} is not a file name inside the output folder")
+    return filename
+
+
 def plan(sources: list[tuple[Path, Path]], output: Path, name: str, style: str, method: str) -> list[Item]:
     """Each source's output path. Two inputs may not share an output, no output may replace its own input,
     and an input that is another input's output in this run (a rerun into the input folder) is left out:
@@ -123,11 +157,8 @@ def plan(sources: list[tuple[Path, Path]], output: Path, name: str, style: str, 
     else:
         targets = {}
         for source, relative in sources:
-            try:
-                filename = name.format(stem=source.stem, style=style, method=method, ext=source.suffix.lstrip("."))
-            except (KeyError, IndexError, ValueError) as e:
-                raise UsageError(f"--name {name!r}: unknown field {e} (use {{stem}}, {{style}}, {{method}}, {{ext}})")
-            targets[source] = output / relative / filename
+            fields = {"stem": source.stem, "style": style, "method": method, "ext": source.suffix.lstrip(".")}
+            targets[source] = output / relative / fill_name(name, fields)
     for source, target in targets.items():
         if target.resolve() == source.resolve():
             raise UsageError(f"{source}: the output would replace this input; choose another -o or --name")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stransfer.errors import ConfigError
+from stransfer.errors import ArgumentTypeError, ConfigError
 from stransfer.fileio import file_problem
 
 T = TypeVar("T")
@@ -109,9 +109,17 @@ def _check_range(name: str, value: Any, meta: Mapping[str, Any], where: str | No
                 raise _fail(name, f"'{name}': {e}", where) from None
 
 
-def check(name: str, value: T, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> T:
-    """A setting that belongs to no config dataclass (size, threads, ...), held to the same rules as a field;
-    returns the value. None (not given) passes. A name starting with $ is an environment variable."""
+def check(name: str, value: T, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+          integer: bool = False) -> T:
+    """A number (or tuple of numbers) that belongs to no config dataclass (size, threads, ...), held to the same
+    rules as a field; returns the value. None (not given) passes. A name starting with $ is an environment
+    variable."""
+    kind = int if integer else float
+    accepted = (int,) if integer else (int, float)
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is not None and (isinstance(item, bool) or not isinstance(item, accepted)):
+            raise ArgumentTypeError(f"'{name.lstrip('$').lower()}' must be {_type_name(kind)} "
+                                    f"(got {type(item).__name__})")
     meta = {k: v for k, v in {"ge": ge, "gt": gt, "le": le}.items() if v is not None}
     if name.startswith("$"):
         _check_range(name.lstrip("$").lower(), value, meta, name)

@@ -173,7 +173,7 @@ def make_runtime(
     if precision == "bf16" and not bf16_supported(dev):
         raise UsageError(f"`precision` bf16 is not supported on {dev.type} here (use fp32)")
     if threads is not None:
-        torch.set_num_threads(check("threads", threads, ge=1, le=MAX_THREADS))
+        torch.set_num_threads(check("threads", threads, ge=1, le=MAX_THREADS, integer=True))
     if seed is not None:
-        seed_everything(check("seed", seed, ge=0, le=MAX_SEED))
+        seed_everything(check("seed", seed, ge=0, le=MAX_SEED, integer=True))
     return Runtime(device=dev, precision=precision, seed=seed, why=why)

@@ -22,7 +22,16 @@ class UsageError(StransferError):
     fatal = True
 
 
-class ConfigError(UsageError):
+class ArgumentError(UsageError, ValueError):
+    """A value given to the Python API that cannot be used: a tensor of the wrong shape or holding NaN, a number
+    out of range. A ValueError too, as Python code expects of a bad argument."""
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument of the Python API of a type it does not take (a number where a path or image belongs)."""
+
+
+class ConfigError(ArgumentError):
     """A TOML file, an argument or a flag holds an unknown key, a wrong type or an out-of-range value. `key`: the
     setting, when its value was given as an argument (the message then names no source)."""
 

@@ -114,10 +114,31 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read") from None
+        raise InputError(f"{path}: {_not_an_image(path)}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         # Pillow reports truncated and corrupt data through these.
         raise InputError(f"{path}: cannot decode image ({e})") from None
+
+
+# Leading bytes of the audio and media containers people most often pass by mistake.
+AUDIO_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"fLaC")
+MEDIA_MAGIC = (b"\x1a\x45\xdf\xa3", b"OggS")
+
+
+def _not_an_image(path: str | Path) -> str:
+    """Why Pillow could not read a file, naming audio and video files as what they are."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        head = b""
+    riff = head[8:12] if head.startswith(b"RIFF") else b""
+    if head.startswith(AUDIO_MAGIC) or riff == b"WAVE" or head[4:11] == b"ftypM4A":
+        return "an audio file with no video stream, not an image"
+    if head.startswith(MEDIA_MAGIC) or riff == b"AVI " or head[4:8] == b"ftyp":
+        return ("a media file, not an image (a video is stylised as a clip when its name ends in .mp4, .mov, "
+                ".mkv, .avi or .webm)")
+    return "not an image Pillow can read"
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from stransfer.config import param
 from stransfer.errors import ConfigError, InputError
 
 # The working set we allow one network pass: a quarter of the free memory, and never more than 2 GiB, so a
 # 4096 px image stays within a few GB whatever the machine.
 MAX_WORKING_SET = 2 << 30
+DEFAULT_OVERLAP = 96  # about the receptive field of the networks' and the Gatys losses' deepest taps
 MIN_AUTO_TILE = 256  # the smallest tile "auto" picks; below it the overlap would be most of each tile
 MAX_TILE = 16384  # the largest --size: a tile beyond it could never be used
 # Past this many tiles a run spends its time on tile edges (a 512 px image in 64 px tiles is 400); an image
@@ -53,14 +56,28 @@ def parse_tile(value: str) -> int | None:
     return tile
 
 
-def check(setting: str, overlap: int) -> None:
-    """Refuse a tile setting and overlap that could not make progress: two tiles share at most half of each,
-    else each step moves a few pixels and a thumbnail becomes thousands of tiles."""
+@dataclass(frozen=True)
+class TileConfig:
+    """The tile settings of every engine that tiles."""
+
+    tile: str = param("auto", help=("auto (tile only images whose working set would pass the memory budget), "
+                                    "off, or the longest tile side in pixels."))
+    tile_overlap: int | None = param(None, ge=0, help=(
+        f"Pixels two tiles share and blend across (default {DEFAULT_OVERLAP}, or half the tile when smaller)."))
+
+
+def overlap(setting: str, given: int | None) -> int:
+    """The overlap to use with a tile setting. Unset, it follows the tile (never more than half of it); set, it is
+    refused when it could not make progress: two tiles share at most half of each, else each step moves a few
+    pixels and a thumbnail becomes thousands of tiles."""
     tile = parse_tile(setting)
     smallest = MIN_AUTO_TILE if tile is None else tile
-    if tile != 0 and overlap > smallest // 2:
+    if given is None:
+        return DEFAULT_OVERLAP if tile == 0 else min(DEFAULT_OVERLAP, smallest // 2)
+    if tile != 0 and given > smallest // 2:
         raise ConfigError(f"'tile_overlap' must be at most half the tile side, {smallest // 2} px for tile "
-                          f"{setting} (got {overlap}): lower `tile_overlap` or raise `tile`")
+                          f"{setting} (got {given}): lower `tile_overlap` or raise `tile`")
+    return given
 
 
 def choose_tile(setting: str, height: int, width: int, bytes_per_pixel: int, multiple: int) -> int:

@@ -11,7 +11,7 @@ from PIL import Image
 import stransfer
 from stransfer import weights
 from stransfer.engines.decoder import Decoder, encoder_from
-from stransfer.errors import ConfigError, InputError, UsageError
+from stransfer.errors import ArgumentError, ConfigError, UsageError
 from conftest import cli, gradient_image
 
 GATYS_FAST = {"scales": "1", "iterations": "3", "device": "cpu"}
@@ -109,7 +109,7 @@ def test_texture_is_seeded_and_sized(random_weights_file):
     (dict(method="johnson", model="tiny", mask=torch.rand(3, 8, 8)), UsageError, "no `mask`"),
     (dict(method="gatys"), UsageError, "needs a style image"),
     (dict(method="gatys", style=torch.rand(3, 8, 8), alpha=0.5), ConfigError, "unknown key 'alpha'"),
-    (dict(method="gatys", style=torch.rand(2, 8, 8)), UsageError, "style a tensor image must be float RGB"),
+    (dict(method="gatys", style=torch.rand(2, 8, 8)), ArgumentError, "`style`: a tensor image must be float RGB"),
     (dict(method="gatys", style=[torch.rand(3, 8, 8)] * 2, style_blend=[1, 2, 3]), UsageError, "3 weights for 2"),
     (dict(method="adain", style=torch.rand(3, 8, 8), preserve_color="sepia"), UsageError, "`preserve_color`"),
 ])
@@ -126,9 +126,9 @@ def test_the_library_names_settings_as_the_api_does_not_as_flags(random_weights_
         stransfer.texture(torch.rand(3, 8, 8), size=0, vgg_weights=random_weights_file)
 
 
-def test_a_content_that_is_not_an_image_is_an_input_error(tiny_johnson):
+def test_a_content_that_is_not_an_image_is_an_argument_error(tiny_johnson):
     stylizer = stransfer.Stylizer("johnson", model="tiny", device="cpu")
-    with pytest.raises(InputError, match="float RGB"):
+    with pytest.raises(ArgumentError, match="float RGB"):
         stylizer(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(UsageError, match="size"):
         stylizer(torch.rand(3, 8, 8), size=0)

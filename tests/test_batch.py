@@ -61,8 +61,33 @@ def test_plan_names_outputs_and_refuses_collisions(tmp_path):
     assert [i.output for i in items] == [tmp_path / "sub" / "a-wave.jpg", tmp_path / "b-wave.png"]
     with pytest.raises(UsageError, match=r"a\.jpg and a\.png would both write .*a\.png; change --name"):
         batch.plan([(Path("a.jpg"), Path(".")), (Path("a.png"), Path("."))], tmp_path, "{stem}.png", "s", "m")
-    with pytest.raises(UsageError, match=r"--name '\{nope\}\.png': unknown field 'nope'"):
+    with pytest.raises(UsageError, match=r"--name '\{nope\}\.png': unknown field \{nope\}"):
         batch.plan(sources, tmp_path, "{nope}.png", "s", "m")
+
+
+FIELDS = {"stem": "photo", "style": "wave", "method": "johnson", "ext": "jpg"}
+
+
+@pytest.mark.parametrize("template, words", [
+    ("{stem.__class__.__mro__}.png", r"unknown field \{stem.__class__.__mro__\}"),
+    ("{stem[0]}.png", r"unknown field \{stem\[0\]\}"),
+    ("{stem!r}.png", r"\{stem\} takes no format spec or conversion"),
+    ("{stem:>40}.png", r"\{stem\} takes no format spec or conversion"),
+    ("{0}.png", r"unknown field \{0\}"),
+    ("{}.png", r"empty field"),
+    ("{stem.png", r"expected '\}'"),
+    ("../{stem}.png", "not a file name inside the output folder"),
+    ("/tmp/{stem}.png", "not a file name inside the output folder"),
+])
+def test_name_templates_fill_only_the_documented_fields(template, words):
+    with pytest.raises(UsageError, match=words) as raised:
+        batch.fill_name(template, FIELDS)
+    assert raised.value.exit_code == 2
+
+
+def test_name_templates_fill_fields_subfolders_and_escaped_braces():
+    assert batch.fill_name("{stem}_{style}_{method}.{ext}", FIELDS) == "photo_wave_johnson.jpg"
+    assert batch.fill_name("by_{method}/{stem}{{1}}.png", FIELDS) == "by_johnson/photo{1}.png"
 
 
 def test_folder_run_mirrors_tree_and_isolates_failures(capsys, tmp_path, photo_tree, johnson_model):

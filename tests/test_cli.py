@@ -279,6 +279,14 @@ def test_every_bad_model_is_a_usage_error(capsys, make_image, tmp_path, adain_mo
     assert (model if case != "unknown" else "no model named") in one_error_line(err)
 
 
+def test_a_tile_given_alone_brings_its_own_overlap(capsys, make_image, tmp_path):
+    """--tile 64 with no --tile-overlap: the overlap follows the tile (32) instead of refusing the default 96."""
+    code, _, err = cli(capsys, "stylize", make_image("c.png", 160, 120), "-m", "johnson", "--tile", "64",
+                       "--size", "160", "-o", tmp_path / "o.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.png").size == (160, 120)
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "soon"])
 def test_a_bad_network_timeout_is_a_usage_error(capsys, monkeypatch, value):
     monkeypatch.setenv("STRANSFER_NET_TIMEOUT", value)

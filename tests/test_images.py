@@ -158,3 +158,18 @@ def test_read_only_folder_gives_a_clear_error_and_no_file(read_only_dir):
         images.save_image(torch.rand(1, 3, 4, 4), target)
     assert "\n" not in str(err.value)
     assert list(read_only_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"ID3\x04\x00\x00\x00\x00\x00\x00", "an audio file with no video stream"),
+    (b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00", "an audio file with no video stream"),
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", "an audio file with no video stream"),
+    (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00", "a media file, not an image"),
+    (b"\x1a\x45\xdf\xa3\x01\x00\x00\x00", "a media file, not an image"),
+    (b"plain words", "not an image Pillow can read"),
+])
+def test_audio_and_video_files_are_named_as_such(tmp_path, head, expected):
+    path = tmp_path / "input.jpg"
+    path.write_bytes(head + bytes(64))
+    with pytest.raises(InputError, match=expected):
+        images.load_image(path)

@@ -110,12 +110,17 @@ def test_adain_tiles_agree_with_the_whole_image(random_vgg16, alpha):
 
 
 def test_overlap_past_half_a_tile_and_too_many_tiles_are_refused():
-    tiling.check("128", 64)
-    tiling.check("off", 5000)
+    assert tiling.overlap("128", 64) == 64
+    assert tiling.overlap("off", 5000) == 5000
     with pytest.raises(ConfigError, match="at most half the tile side, 32 px"):
-        tiling.check("64", 64)
+        tiling.overlap("64", 64)
     with pytest.raises(ConfigError, match="128 px for tile auto"):
-        tiling.check("auto", 129)
+        tiling.overlap("auto", 129)
     assert len(tiling.regions(512, 512, 64, 32, 8)) == 400  # a thumbnail in the smallest tiles still runs
     with pytest.raises(InputError, match="would be [0-9,]+ tiles, more than 10,000"):
         tiling.regions(16384, 16384, 64, 32, 8)
+
+
+@pytest.mark.parametrize("tile, expected", [("auto", 96), ("off", 96), ("1024", 96), ("128", 64), ("64", 32)])
+def test_an_unset_overlap_follows_the_tile(tile, expected):
+    assert tiling.overlap(tile, None) == expected

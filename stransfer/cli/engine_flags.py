@@ -54,8 +54,9 @@ Alpha = Annotated[float | None, typer.Option(help="Content-style trade-off: 0 co
 Tile = Annotated[str | None, typer.Option(
     help="Huge images in tiles: auto (when memory requires), off, or the longest tile side in pixels.",
     rich_help_panel=FAST)]
-TileOverlap = Annotated[int | None, typer.Option(help="Pixels shared and blended between tiles.",
-                                                 rich_help_panel=FAST)]
+TileOverlap = Annotated[int | None, typer.Option(
+    help="Pixels shared and blended between tiles (default 96, or half the tile when less).",
+    rich_help_panel=FAST)]
 PatchSize = Annotated[int | None, typer.Option(help="Patch side in relu4_1 cells, 8 px each (swap).",
                                                rich_help_panel=SWAP)]
 Stride = Annotated[int | None, typer.Option(help="Step between patches, at most the patch side (swap).",

@@ -44,14 +44,15 @@ class AdaIN(OnePass):
     name: ClassVar[str] = "adain"
 
     def __init__(self, encoder: VGGFeatures, decoder: Decoder, runtime: Runtime, alpha: float,
-                 inputs: EngineInputs = EngineInputs(), tile: str = "auto", tile_overlap: int = 96) -> None:
+                 inputs: EngineInputs = EngineInputs(), tile: str = "auto",
+                 tile_overlap: int = tiling.DEFAULT_OVERLAP) -> None:
         super().__init__(AdainTransform(), encoder, decoder, runtime, alpha, inputs, tile, tile_overlap)
 
 
 def build(config: AdainConfig, runtime: Runtime, inputs: EngineInputs) -> AdaIN:
-    tiling.check(config.tile, config.tile_overlap)
+    overlap = tiling.overlap(config.tile, config.tile_overlap)
     encoder, decoder = load_networks(config.model, inputs)
-    return AdaIN(encoder, decoder, runtime, config.alpha, inputs, config.tile, config.tile_overlap)
+    return AdaIN(encoder, decoder, runtime, config.alpha, inputs, config.tile, overlap)
 
 
 SPEC = EngineSpec(name="adain", config_type=AdainConfig, build=build, style_input="images", batches=True)

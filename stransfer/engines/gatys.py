@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +24,9 @@ MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
-class GatysConfig:
+class GatysConfig(tiling.TileConfig):
+    # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
+    # against the whole style's Grams.
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
     # Max pooling, as VGG was trained; Gatys et al. preferred average pooling, available for comparison.
     pooling: str = param("max", choices=("max", "avg"))
@@ -63,10 +66,6 @@ class GatysConfig:
     # 0.03 and 0.04, and rates decaying to a tenth or less, all ended further from the photo after 55-60 steps.
     learning_rate: float = param(0.02, gt=0.0, le=1.0)
     save_every: int = param(0, ge=0)
-    # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
-    # against the whole style's Grams; "off", or the longest tile side in pixels.
-    tile: str = param("auto")
-    tile_overlap: int = param(96, ge=0)
 
 
 # Working set per output pixel, fp32 (bf16 takes less): an evaluation with the Gram loss (forward and backward
@@ -127,7 +126,8 @@ class Gatys:
         if inputs.mask is not None and not self.objective.takes_masks:
             masked = ", ".join(n for n, loss in losses.STYLE_LOSSES.items() if loss.masks)
             raise ConfigError(f"`mask` works with the style losses {masked} (got '{config.style_loss}')")
-        self.config, self.runtime, self.inputs = config, runtime, inputs
+        self.config = dataclasses.replace(config, tile_overlap=tiling.overlap(config.tile, config.tile_overlap))
+        self.runtime, self.inputs = runtime, inputs
         self.backbone = winograd.adopt(backbone.to(memory_format=torch.channels_last), runtime)
 
     def prepare(self, styles: list[torch.Tensor]) -> Styles:
@@ -331,7 +331,7 @@ def synthesize_texture(engine: Gatys, styles: Styles, height: int, width: int,
 
 
 def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
-    tiling.check(config.tile, config.tile_overlap)
+    tiling.overlap(config.tile, config.tile_overlap)  # refused before the backbone loads
     taps = losses.StyleObjective.parse(config.style_loss, config.style_layers).taps
     deepest = deepest_layer(config.backbone, (*config.content_layers, *taps))
     backbone = VGGFeatures(config.backbone, pooling=config.pooling, deepest=deepest)

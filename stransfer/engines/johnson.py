@@ -230,14 +230,9 @@ def style_code(held: list[str], picked: list[str], weights: list[float] | None, 
 
 
 @dataclass(frozen=True)
-class JohnsonConfig:
+class JohnsonConfig(tiling.TileConfig):
     # NAME of a model in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
     model: str = param("starry_night")
-    # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
-    # "off", or the longest tile side in pixels.
-    tile: str = param("auto")
-    # Pixels two tiles share and blend across; about the network's receptive field.
-    tile_overlap: int = param(96, ge=0)
 
 
 # Working set of one inference pass per pixel: peak RSS at 1024x768, fp32, shipped architecture, was 0.38 GB
@@ -257,7 +252,8 @@ class StyleChoice(Styles):
 class Johnson:
     name: ClassVar[str] = "johnson"
 
-    def __init__(self, net: TransformerNet, runtime: Runtime, tile: str = "auto", tile_overlap: int = 96,
+    def __init__(self, net: TransformerNet, runtime: Runtime, tile: str = "auto",
+                 tile_overlap: int = tiling.DEFAULT_OVERLAP,
                  styles: list[str] | None = None, style_weights: list[float] | None = None,
                  model: str = "model") -> None:
         self.net, self.runtime = net.to(runtime.device), runtime
@@ -307,10 +303,9 @@ class Johnson:
 
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:
-    tiling.check(config.tile, config.tile_overlap)
+    overlap = tiling.overlap(config.tile, config.tile_overlap)
     net, payload = load_transformer(find_model(config.model))
-    return Johnson(net, runtime, config.tile, config.tile_overlap, payload["styles"], inputs.style_weights,
-                   config.model)
+    return Johnson(net, runtime, config.tile, overlap, payload["styles"], inputs.style_weights, config.model)
 
 
 # Video: a johnson model's own best share of the previous frame (starry_night, benchmarks/video_flicker.py).

@@ -67,7 +67,7 @@ class OnePass:
 
     def __init__(self, transform: FeatureTransform, encoder: VGGFeatures, decoder: torch.nn.Module,
                  runtime: Runtime, alpha: float, inputs: EngineInputs = EngineInputs(), tile: str = "auto",
-                 tile_overlap: int = 96) -> None:
+                 tile_overlap: int = tiling.DEFAULT_OVERLAP) -> None:
         # Channels-last: oneDNN's convolutions run 1.3x faster in it on the CPU (1024 px bf16: 3.7 s, not 4.7 s).
         self.encoder = winograd.adopt(encoder.to(runtime.device, memory_format=torch.channels_last), runtime)
         self.decoder = winograd.adopt(decoder.to(runtime.device, memory_format=torch.channels_last), runtime)
@@ -158,18 +158,13 @@ class OnePass:
 
 
 @dataclass(frozen=True)
-class OnePassConfig:
+class OnePassConfig(tiling.TileConfig):
     """Settings every one-pass engine has."""
 
     # NAME of a decoder in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
     model: str = param("adain_vgg16")
     # 1 = the style's statistics; 0 = the decoder's reconstruction of the content.
     alpha: float = param(1.0, ge=0.0, le=1.0)
-    # "auto": tile only images whose working set would pass the memory budget (stransfer/tiling.py);
-    # "off", or the longest tile side in pixels.
-    tile: str = param("auto")
-    # Pixels two tiles share and blend across; about the encoder's and decoder's receptive fields.
-    tile_overlap: int = param(96, ge=0)
 
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,

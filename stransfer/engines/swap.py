@@ -213,13 +213,13 @@ class StyleSwap(OnePass):
 
 
 def build(config: SwapConfig, runtime: Runtime, inputs: EngineInputs) -> StyleSwap:
-    tiling.check(config.tile, config.tile_overlap)
     if config.stride > config.patch_size:
         raise ConfigError(f"'stride' must be at most 'patch_size' ({config.patch_size}), or some of the style's "
                           f"cells would be in no patch (got {config.stride})")
+    overlap = tiling.overlap(config.tile, config.tile_overlap)
     encoder, decoder = load_networks(config.model, inputs)
     return StyleSwap(SwapTransform(config.patch_size, config.stride), encoder, decoder, runtime, config.alpha,
-                     inputs, config.tile, config.tile_overlap)
+                     inputs, config.tile, overlap)
 
 
 SPEC = EngineSpec(name="swap", config_type=SwapConfig, build=build, style_input="images", batches=True)
