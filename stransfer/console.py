@@ -65,10 +65,14 @@ class RateColumn(ProgressColumn):
 
 
 class ProgressRenderer:
-    """Turns library events into a Rich progress display on stderr (hidden when stderr is not a terminal)."""
+    """Turns library events into a Rich progress display on stderr (hidden when stderr is not a terminal).
 
-    def __init__(self, console: Console = stderr) -> None:
+    A finished download leaves one line saying what came and its size; a source that failed before another
+    answered is said only when `verbose` (when every source fails, the error names each one anyway)."""
+
+    def __init__(self, console: Console = stderr, verbose: bool = False) -> None:
         self.console = console
+        self.verbose = verbose
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -101,12 +105,15 @@ class ProgressRenderer:
             task = self._task("download:" + event.label, event.label, event.total or None)
             mb = f"{event.done / 1e6:.1f}/{event.total / 1e6:.1f} MB" if event.total else f"{event.done / 1e6:.1f} MB"
             self.progress.update(task, completed=event.done, total=event.total or None, count=mb)
+            if event.total and event.done == event.total:
+                self.progress.remove_task(self.tasks.pop("download:" + event.label))
+                self.console.print(f"[dim]note:[/] downloaded {escape(event.label)}: {event.total / 1e6:.1f} MB")
         elif isinstance(event, Step):
             key = "step:" + event.stage
             task = self._task(key, event.stage or "optimising", event.total)
             self.progress.update(task, completed=event.step, total=event.total,
                                  count=f"{event.step}/{event.total}", info=_format_losses(event.losses))
-        elif isinstance(event, SourceFailed):
+        elif isinstance(event, SourceFailed) and self.verbose:
             self.console.print(f"[yellow]source failed:[/] {escape(event.label)}: {escape(event.reason)}")
         elif isinstance(event, Note):
             self.console.print(f"[dim]note:[/] {escape(event.message)}")

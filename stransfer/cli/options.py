@@ -34,7 +34,8 @@ PrecisionOpt = Annotated[Precision, typer.Option(
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice).",
                                                 rich_help_panel="Runtime")]
 VerboseOpt = Annotated[bool, typer.Option(
-    "--verbose", "-v", help="Say which device, precision and threads the run uses, and why.",
+    "--verbose", "-v", help="Say which device, precision and threads the run uses, and why, and which weight "
+    "sources failed before one answered.",
     rich_help_panel="Runtime")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for reproducible results.", rich_help_panel="Runtime")]
 VggWeightsOpt = Annotated[Path | None, typer.Option(

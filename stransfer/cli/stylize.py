@@ -92,7 +92,7 @@ def stylize(
     if dry_run:
         _show_plan(items, skip_existing)
         raise typer.Exit(0)
-    raise typer.Exit(_run_batch(items, spec.name, style, make, runtime, options, as_json))
+    raise typer.Exit(_run_batch(items, spec.name, style, make, runtime, options, as_json, verbose))
 
 
 def _runtime_maker(verbose: bool, *settings: Any) -> Callable[[distributed.World], Runtime]:
@@ -109,12 +109,12 @@ def _runtime_maker(verbose: bool, *settings: Any) -> Callable[[distributed.World
 
 def _run_batch(items: list[batch.Item], method: str, style: list[Path] | None, make: dict[str, Any],
                new_runtime: Callable[[distributed.World], Runtime], options: batch.BatchOptions,
-               as_json: bool) -> int:
+               as_json: bool, verbose: bool = False) -> int:
     """The batch: each item stylised on its own, isolated from the others' failures; the exit code."""
     world = distributed.init()
     runtime = new_runtime(world)
     stop = threading.Event()
-    with console.ProgressRenderer() as render, signals.stop_on_signals(stop) as received:
+    with console.ProgressRenderer(verbose=verbose) as render, signals.stop_on_signals(stop) as received:
         stylizer = api.Stylizer(method, style, runtime=runtime, on_event=render, **make)
         outcome = batch.run(stylizer, batch.shard(items, world.rank, world.size), options,
                             console.result_printer(as_json), render, stop)

