@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from stransfer import console
-from stransfer.cli import stylize, tools, train
+from stransfer.cli import serve, stylize, tools, train
 from stransfer.cli.generated import with_choices
 from stransfer.cli.options import EXIT_CODES
 from stransfer.engines import ENGINES
@@ -41,6 +41,7 @@ def build_app() -> typer.Typer:
     app.command("gallery", epilog=EXIT_CODES)(tools.gallery_sheet)
     app.command("export", epilog=EXIT_CODES)(tools.export)
     app.command("models")(tools.models)
+    app.command("serve", epilog=EXIT_CODES)(serve.serve)
     return app
 
 
