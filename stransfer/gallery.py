@@ -7,31 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from stransfer.api import Stylizer
 from stransfer.device import Runtime
+from stransfer.drawing import BACKGROUND, INK, MUTED, font
 from stransfer.engines import ENGINES
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import fit_long_side, resize, to_pil
 
-BACKGROUND = (255, 255, 255)
-INK = (30, 30, 30)
-MUTED = (120, 120, 120)
 
 
 @dataclass(frozen=True)
 class Cell:
     image: torch.Tensor | None  # None: nothing to show (e.g. no trained model for this style)
     caption: str
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
-    except TypeError:
-        return ImageFont.load_default()
 
 
 def _thumbnail(image: torch.Tensor, side: int) -> Image.Image:
@@ -44,7 +35,7 @@ def sheet(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torc
     """cells[row][style][k]: the k-th result for content `row` and style `style`. Thumbnails of the contents
     head the rows and of the styles the column groups; every cell is captioned."""
     per_style = max((len(group) for row in cells for group in row), default=1)
-    gap, caption_h, header_font, caption_font = 8, 22, _font(16), _font(13)
+    gap, caption_h, header_font, caption_font = 8, 22, font(16), font(13)
     title_h = 30 if title else 0
     header_h = cell + caption_h
     width = cell + gap + len(styles) * (per_style * (cell + gap) + gap)
@@ -77,33 +68,6 @@ def sheet(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torc
                     paste_centred(_thumbnail(item.image, cell), x, y, cell, cell)
                 draw.text((x + 2, y + cell + 3), item.caption, fill=INK if item.image is not None else MUTED,
                           font=caption_font)
-    return canvas
-
-
-def loss_curves(records: list[dict[str, float]], keys: list[str], width: int = 640, panel: int = 140) -> Image.Image:
-    """One small chart per loss (x = step), stacked: how a training run went, at a glance."""
-    font = _font(13)
-    margin_l, margin_r, margin_t, margin_b = 60, 12, 20, 18
-    canvas = Image.new("RGB", (width, panel * len(keys)), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    steps = [r["step"] for r in records]
-    for i, key in enumerate(keys):
-        values = [r[key] for r in records if key in r]
-        top = i * panel
-        x0, x1 = margin_l, width - margin_r
-        y0, y1 = top + margin_t, top + panel - margin_b
-        draw.rectangle((x0, y0, x1, y1), outline=MUTED)
-        draw.text((x0, top + 3), key, fill=INK, font=font)
-        if len(values) < 2:
-            continue
-        lo, hi = min(values), max(values)
-        span, s_lo, s_span = (hi - lo) or 1.0, steps[0], (steps[-1] - steps[0]) or 1
-        points = [(x0 + (s - s_lo) / s_span * (x1 - x0), y1 - (v - lo) / span * (y1 - y0))
-                  for s, v in zip(steps, values)]
-        draw.line(points, fill=(40, 90, 200), width=2)
-        draw.text((2, y0), f"{hi:.3g}", fill=MUTED, font=font)
-        draw.text((2, y1 - 12), f"{lo:.3g}", fill=MUTED, font=font)
-        draw.text((x1 - 60, y1 + 2), f"step {steps[-1]}", fill=MUTED, font=font)
     return canvas
 
 

@@ -5,7 +5,7 @@ builds its style objective from."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,17 @@ def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, t
     mean = f.mean(dim=(2, 3), keepdim=True)
     std = (f.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
     return mean, std
+
+
+def weighted_total(terms: Mapping[str, torch.Tensor],
+                   weights: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The objective of every engine and trainer: each term times its weight (1 where `weights` has none, for a
+    term that comes weighted already), summed; with each term's value and the total, for logs and progress."""
+    parts = [weights.get(name, 1.0) * term.float() for name, term in terms.items()]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total, {name: term.item() for name, term in terms.items()} | {"total": total.item()}
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -169,21 +180,34 @@ def mrf_targets(features: torch.Tensor, budget: int) -> torch.Tensor:
     return style_patches(features, mrf_stride(features.shape[-2], features.shape[-1], budget))
 
 
-def nearest_patches(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
-    """For each 3x3 patch position of `features` (B, C, H, W), the index of the style patch with the highest
-    normalised cross-correlation (B, H-2, W-2). The style patches, divided by their norms, are the filters of
-    a convolution, run `chunk` at a time with a running max so the similarity tensor never exists whole.
-    (The output patch's own norm is the same for every candidate, so it does not change the argmax.)"""
+def best_patch_index(features: torch.Tensor, chunks: Iterable[torch.Tensor]) -> torch.Tensor:
+    """For each patch position of `features` (B, C, H, W), the index of the candidate patch of highest normalised
+    cross-correlation, candidates counted across `chunks` ((n, C, k, k) each) in order. Each chunk, divided by its
+    patches' norms, is the filter bank of one convolution; a running maximum keeps the similarity tensor from
+    ever existing whole, and the first of equal maxima wins. (The features' own patch norm is the same for every
+    candidate, so it does not change the argmax.)"""
     f = features.detach().float()
-    normed = patches / patches.flatten(1).norm(dim=1).clamp_min(1e-8).view(-1, 1, 1, 1)
-    best = torch.full((f.shape[0], f.shape[2] - 2, f.shape[3] - 2), -float("inf"), device=f.device)
-    index = torch.zeros(best.shape, dtype=torch.long, device=f.device)
-    for start in range(0, normed.shape[0], chunk):
-        score, arg = torch.nn.functional.conv2d(f, normed[start:start + chunk]).max(dim=1)
-        better = score > best
-        best = torch.where(better, score, best)
-        index = torch.where(better, arg + start, index)
+    best = index = None
+    offset = 0
+    for patches in chunks:
+        normed = patches / patches.flatten(1).norm(dim=1).clamp_min(1e-8).view(-1, 1, 1, 1)
+        score, arg = torch.nn.functional.conv2d(f, normed).max(dim=1)
+        if best is None or index is None:
+            best, index = score, arg
+        else:
+            better = score > best
+            best = torch.where(better, score, best)
+            index = torch.where(better, arg + offset, index)
+        offset += patches.shape[0]
+    if index is None:
+        raise ValueError("no candidate patches")
     return index
+
+
+def nearest_patches(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:
+    """For each 3x3 patch position of `features` (B, C, H, W), the index of the nearest style patch (B, H-2, W-2),
+    correlated `chunk` style patches at a time."""
+    return best_patch_index(features, patches.split(chunk))
 
 
 def mrf_loss(features: torch.Tensor, patches: torch.Tensor, chunk: int = MRF_CHUNK) -> torch.Tensor:

@@ -266,19 +266,17 @@ class Gatys:
                 raise _Plateau  # L-BFGS has no other way out of a step; x holds its latest update
             optimizer.zero_grad(set_to_none=True)
             feats = self._features(x, taps)
-            content_term = losses.content_loss(feats, content_targets)
-            style_term = torch.stack([self.objective(feats, r.targets, r.mask) for r in regions]).mean()
-            tv_term = losses.total_variation(x)
-            loss = cfg.content_weight * content_term + cfg.style_weight * style_term + cfg.tv_weight * tv_term
-            terms = {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item()}
+            terms = {"content": losses.content_loss(feats, content_targets),
+                     "style": torch.stack([self.objective(feats, r.targets, r.mask) for r in regions]).mean(),
+                     "tv": losses.total_variation(x)}
+            weights = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight}
             if extra is not None:
-                extra_term = extra[1](x)
-                loss = loss + extra[0] * extra_term
-                terms["temporal"] = extra_term.item()
+                terms["temporal"], weights["temporal"] = extra[1](x), extra[0]
+            loss, logged = losses.weighted_total(terms, weights)
             loss.backward()
-            history.append(loss.item())
+            history.append(logged["total"])
             step = done + len(history)
-            on_event(Step(step, total, {**terms, "total": history[-1]}, stage=stage))
+            on_event(Step(step, total, logged, stage=stage))
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 on_event(Snapshot(step, x.detach().clamp(0, 1).cpu()))
             return loss

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from stransfer import tiling
+from stransfer import losses, tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Styles
@@ -58,23 +58,8 @@ def patch_chunks(maps: Sequence[torch.Tensor], patch_size: int, stride: int, chu
 def best_matches(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_size: int, stride: int,
                  chunk: int) -> torch.Tensor:
     """For each patch position of `content` (1, C, H, W), the index of the style patch (taken every `stride`
-    cells of `maps`) of highest normalised cross-correlation; the correlation runs over `chunk` style patches
-    at a time, keeping a running maximum (the first of equal maxima wins, as argmax over all of them at once
-    would choose)."""
-    best = best_index = None
-    offset = 0
-    for patches in patch_chunks(maps, patch_size, stride, chunk):
-        norms = patches.flatten(1).norm(dim=1).clamp_min(1e-8)
-        scores = F.conv2d(content, patches / norms.view(-1, 1, 1, 1))[0]
-        value, index = scores.max(dim=0)
-        if best is None:
-            best, best_index = value, index
-        else:
-            better = value > best
-            best = torch.where(better, value, best)
-            best_index = torch.where(better, index + offset, best_index)
-        offset += patches.shape[0]
-    return best_index
+    cells of `maps`, in patch_chunks' order) of highest normalised cross-correlation, `chunk` at a time."""
+    return losses.best_patch_index(content, patch_chunks(maps, patch_size, stride, chunk))[0]
 
 
 def _patch_corners(maps: Sequence[torch.Tensor], patch_size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:

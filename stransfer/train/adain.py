@@ -113,16 +113,13 @@ class AdainTask:
         with self.runtime.autocast():
             out = model(target, skips)
             out_f = self.encoder(out, STYLE_LAYERS)
-        content_term = losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean()
-        style_term = self.objective({k: v[n:] for k, v in out_f.items()}, style_targets)
-        total = self.cfg.content_weight * content_term + self.cfg.style_weight * style_term
-        logged = {"content": content_term.item(), "style": style_term.item()}
+        terms = {"content": losses.relative_sq_error(out_f[ENCODER_LAYER][n:], target[n:]).mean(),
+                 "style": self.objective({k: v[n:] for k, v in out_f.items()}, style_targets)}
         if n:
-            identity_term = losses.content_loss({k: v[:n] for k, v in out_f.items()},
-                                                {k: v[:n] for k, v in content_f.items()})
-            total = total + self.cfg.identity_weight * identity_term
-            logged["identity"] = identity_term.item()
-        return total, logged | {"total": total.item()}
+            terms["identity"] = losses.content_loss({k: v[:n] for k, v in out_f.items()},
+                                                    {k: v[:n] for k, v in content_f.items()})
+        return losses.weighted_total(terms, {"content": self.cfg.content_weight, "style": self.cfg.style_weight,
+                                             "identity": self.cfg.identity_weight})
 
     def preview(self) -> torch.Tensor:
         rows = [[], [], []]

@@ -201,12 +201,12 @@ class JohnsonTask:
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
-        content_term = losses.content_loss(feats, targets)
         style_term, weighted_style = self._style_loss(feats, ids)
-        tv_term = losses.total_variation(out.float())
-        total = cfg.content_weight * content_term + weighted_style + cfg.tv_weight * tv_term
-        return total, {"content": content_term.item(), "style": style_term.item(), "tv": tv_term.item(),
-                       "total": total.item()}
+        total, logged = losses.weighted_total(
+            {"content": losses.content_loss(feats, targets), "style": weighted_style,
+             "tv": losses.total_variation(out.float())},
+            {"content": cfg.content_weight, "tv": cfg.tv_weight})  # each style's weight is applied per item
+        return total, logged | {"style": style_term.item()}  # the log shows the style term unweighted
 
     def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch mean of each item's loss against its own style's targets, unweighted (what the log shows)

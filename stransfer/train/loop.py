@@ -24,7 +24,7 @@ from stransfer.distributed import World
 from stransfer.errors import UsageError, WeightsError
 from stransfer.events import EventCallback, Note, Step, ignore
 from stransfer.fileio import atomic_write
-from stransfer.gallery import loss_curves
+from stransfer.drawing import loss_curves
 from stransfer.images import pil_to_tensor, save_image
 from stransfer.weights.models import MAX_MODEL_BYTES
 from stransfer.weights.safeload import load_untrusted
