@@ -16,7 +16,7 @@ from stransfer.device import cpu_claims_bf16, cpu_flags, make_runtime, native_bf
 
 
 def cpu_kind() -> str:
-    """This CPU as one of the machine kinds the README states timings for: AVX-512 BF16, AVX2 or other. A chip
+    """This CPU as one of the machine kinds docs/benchmarks.md states timings for: AVX-512 BF16, AVX2 or other. A chip
     whose bf16 is emulated whatever its flags say (oneDNN capped at AVX2) times as the AVX2 kind."""
     if native_bf16(torch.device("cpu")):
         return "AVX-512 BF16"
@@ -52,9 +52,9 @@ def cpu_name() -> str:
 
 
 def machine_kind() -> str:
-    """The README block (run_all.py) this machine's numbers belong to: gpu where there is a CUDA GPU (the
-    benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu. A bf16 chip capped
-    at AVX2 is avx2-capped, which has no README block: its times are not an AVX2 chip's."""
+    """The block of docs/benchmarks.md (run_all.py) this machine's numbers belong to: gpu where there is a CUDA
+    GPU (the benchmarks' --device auto picks it), else the CPU's kind: avx512-bf16, avx2 or other-cpu. A bf16 chip
+    capped at AVX2 is avx2-capped, a block of its own: its times are not an AVX2 chip's."""
     if torch.cuda.is_available():
         return "gpu"
     if bf16_capped():
