@@ -417,6 +417,61 @@ def test_every_response_comes_within_the_time_limit(config, monkeypatch):
         assert server_of(client).queue.admitted == 0  # the run that came too late gave its place back
 
 
+def test_a_body_that_stalls_is_answered_408_within_the_time_limit(config):
+    import asyncio
+    import dataclasses
+
+    from stransfer.serve.guard import Guard
+
+    async def app(scope, receive, send):  # reads the body to its end, as the form parser does
+        while (await receive()).get("more_body"):
+            pass
+
+    async def exchange() -> list:
+        first, sent = [True], []
+
+        async def receive():
+            if first.pop() if first else False:
+                return {"type": "http.request", "body": b"--x\r\n", "more_body": True}
+            await asyncio.sleep(3600)  # the client sends nothing more
+
+        async def send(message):
+            sent.append(message)
+
+        guard = Guard(app, dataclasses.replace(config, request_timeout=0.5), retry_after=lambda: 1)
+        scope = {"type": "http", "path": "/v1/stylize", "headers": [(b"host", b"127.0.0.1:8000")]}
+        await asyncio.wait_for(guard(scope, receive, send), 10)  # a guard without a deadline fails here, not hangs
+        return sent
+
+    started = time.monotonic()
+    sent = asyncio.run(exchange())
+    assert time.monotonic() - started < 3
+    assert sent[0]["status"] == 408 and b'"timeout"' in sent[1]["body"]
+
+
+def test_an_internal_error_is_one_json_line(client, monkeypatch):
+    def broken(request, task):
+        raise RuntimeError("/secret/path/in/a/message")
+
+    monkeypatch.setattr(server_of(client).engines, "run", broken)
+    body = error_of(stylize(client, {"method": "johnson", "model": "tiny", "size": "16"}, png()), 500, "internal")
+    assert body["message"] == "internal error: RuntimeError"
+
+
+def test_the_page_travels_with_the_package():
+    """pyproject's package data takes every file the app serves, so a wheel carries the page."""
+    import fnmatch
+    import tomllib
+
+    from conftest import REPO
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = REPO / "stransfer" / "serve" / "static"
+    files = [p.relative_to(static.parent).as_posix() for p in static.iterdir()]
+    assert {"static/index.html", "static/app.js", "static/app.css"} <= set(files)
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns["stransfer.serve"]) for f in files)
+
+
 # ----------------------------------------------------------------------------- the guard
 
 

@@ -26,9 +26,10 @@ def serve(
     precision: PrecisionOpt = Precision["auto"],
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """Serve a web page for trying styles by eye, and an HTTP API (pip install 'stransfer[serve]').
+    r"""Serve a web page for trying styles by eye, and an HTTP API (pip install 'stransfer\[serve]').
 
-    The page is at http://HOST:PORT/, the API under /v1 (its OpenAPI page at /docs). Ctrl-C stops it."""
+    The page is at http://HOST:PORT/, the API under /v1 (its OpenAPI page at /docs; docs/serve.md has the rest).
+    Ctrl-C stops it (exit 0); a bad flag, or a public --host without --token, is a usage error (exit 2)."""
     config = ServeConfig(host=host, port=port, token=token, workers=workers, queue=queue, max_size=max_size,
                          device=device.value, precision=precision.value, vgg_weights=vgg_weights)
     check_binding(config)  # before the extra is imported: the refusal is one line either way
