@@ -2,8 +2,19 @@
 
 The Python API is `stylize`, `Stylizer` and `texture` (see stransfer.api); the command line is `stransfer`."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
-
-from stransfer.api import Stylizer, stylize, texture  # noqa: E402
-
 __all__ = ["Stylizer", "stylize", "texture", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The API is imported on first use, so a module that needs none of the engines (the training loop, the
+    # weights cache) does not load them all.
+    if name in ("Stylizer", "stylize", "texture"):
+        from stransfer import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'stransfer' has no attribute {name!r}")

@@ -33,6 +33,7 @@ MAX_STYLE_SCALE = 4.0  # a style image 4x the output is already 16x its pixels t
 
 
 IMAGE_TYPES = (str, os.PathLike, Image.Image, torch.Tensor)
+PATH = (str, os.PathLike)
 TENSOR_RANGE_SLACK = 1e-3  # rounding a network's output may step this far outside [0, 1]
 
 
@@ -50,11 +51,17 @@ def engine_spec(method: str) -> EngineSpec:
     return ENGINES[method]
 
 
-def engine_config(method: str, toml: str | os.PathLike[str] | None = None, **options: Any) -> Any:
-    """The engine's settings: its defaults, then the TOML file's keys, then `options` (None = not given).
-    A key the engine does not have is an error naming it."""
+def engine_config(method: str, config: Any = None, **options: Any) -> Any:
+    """The engine's settings: its defaults, then the keys of the TOML file `config`, then `options` (None = not
+    given); a key the engine does not have is an error naming it. A `config` already built for this engine (an
+    instance of its config type) is taken as it is, with no options beside it."""
     spec = engine_spec(method)
-    return config_mod.build(spec.config_type, None if toml is None else Path(toml), options)
+    if isinstance(config, spec.config_type):
+        if any(v is not None for v in options.values()):
+            raise UsageError(f"settings given both in a built config and as arguments ({', '.join(options)})")
+        return config
+    expect("config", config, PATH, f"a TOML path, a {spec.config_type.__name__} or None", optional=True)
+    return config_mod.build(spec.config_type, None if config is None else Path(config), options)
 
 
 def tensor_picture(name: str, image: torch.Tensor, max_pixels: int) -> images.Picture:
@@ -140,9 +147,6 @@ def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: 
     return "+".join(Path(s).stem for s in styles) if spec.style_input == "images" else Path(config.model).stem
 
 
-PATH = (str, os.PathLike)
-
-
 def check_arguments(**given: Any) -> None:
     """The types of the arguments Stylizer and texture share (None: not given, where that is allowed)."""
     for name in ("config", "vgg_weights"):
@@ -163,18 +167,18 @@ class Stylizer:
     `method`: gatys, johnson, adain or swap. `style`: one ImageLike or several; for johnson, whose model holds its
     styles, none (a one-style model) or the names of the styles to use (a model holding several), blended by
     `style_blend`. `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
-    over those of the TOML file `config`. `runtime` replaces device/precision/threads/seed where the caller has
+    over those of the TOML file `config`; or `config` is the engine's settings already built. `runtime` replaces device/precision/threads/seed where the caller has
     already made one (e.g. one GPU per torchrun rank)."""
 
     def __init__(self, method: str = "adain", style: ImageLike | Sequence[ImageLike] | None = None, *,
                  style_blend: Sequence[float] | None = None, style_scale: float = 1.0,
                  mask: ImageLike | None = None, preserve_color: str = "none",
-                 config: str | os.PathLike[str] | None = None, device: str = "auto", precision: str = "auto",
+                 config: str | os.PathLike[str] | Any = None, device: str = "auto", precision: str = "auto",
                  threads: int | None = None, seed: int | None = None, runtime: Runtime | None = None,
                  vgg_weights: str | os.PathLike[str] | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
                  on_event: EventCallback = ignore, **options: Any) -> None:
-        check_arguments(config=config, device=device, precision=precision, vgg_weights=vgg_weights,
-                        max_pixels=max_pixels, on_event=on_event, preserve_color=preserve_color)
+        check_arguments(device=device, precision=precision, vgg_weights=vgg_weights, max_pixels=max_pixels,
+                        on_event=on_event, preserve_color=preserve_color)
         self.spec = engine_spec(method)
         self.config = engine_config(method, config, **options)
         self.preserve_color = preserve_color

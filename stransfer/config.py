@@ -25,12 +25,14 @@ def param(
     le: float | None = None,
     choices: tuple[str, ...] | None = None,
     check: Callable[[Any], Any] | None = None,
+    parse: Callable[[str], Any] | None = None,
     help: str | None = None,
 ) -> Any:
     """A config field with its allowed range, checked wherever the value comes from; `check` parses values
-    with a grammar of their own and raises ValueError saying what is wrong. `help` is the one line a command
-    line shows for the setting (its flag is generated from the field)."""
-    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "check": check, "help": help}
+    with a grammar of their own and raises ValueError saying what is wrong; `parse` reads a flag's text where
+    the field's type alone would not (raising ValueError too). `help` is the one line a command line shows for
+    the setting (its flag is generated from the field)."""
+    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "check": check, "parse": parse, "help": help}
     return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -157,6 +159,11 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
     def take(key: str, value: Any, where: str | None) -> None:
         if key not in fields:
             raise _fail(key, f"unknown key '{key}' (known keys: {', '.join(fields)})", where)
+        if isinstance(value, str) and "parse" in fields[key].metadata:
+            try:
+                value = fields[key].metadata["parse"](value)
+            except ValueError as e:
+                raise _fail(key, f"'{key}': {e}", where) from None
         try:
             values[key] = _coerce(value, hints[key])
         except (TypeError, ValueError):

@@ -174,6 +174,56 @@ def test_every_training_setting_has_help_and_a_flag(capsys, name):
         assert "--" + key.replace("_", "-") in out
 
 
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_every_engine_setting_has_help_and_a_stylize_flag(capsys, name):
+    from stransfer.cli.generated import field_help
+
+    code, out, _ = cli(capsys, "stylize", "--help")
+    assert code == 0
+    for field in dataclasses.fields(ENGINES[name].config_type):
+        assert field_help(ENGINES[name].config_type, field.name), f"{name}: {field.name} has no help"
+        assert "--" + field.name.replace("_", "-") in out
+
+
+def test_a_stylize_run_builds_its_typed_config_once(capsys, monkeypatch, tmp_path, tiny_johnson):
+    """The CLI builds the engine's config once and the engine gets that object: every setting arrives as a typed
+    field of it, none through untyped keywords."""
+    from stransfer import config
+
+    spec = ENGINES["johnson"]
+    built, received = [], []
+    real_build, real_engine = config.build, spec.build
+
+    def counting(cls, *args, **kwargs):
+        result = real_build(cls, *args, **kwargs)
+        if cls is spec.config_type:
+            built.append(result)
+        return result
+
+    def engine(cfg, runtime, inputs):
+        received.append(cfg)
+        return real_engine(cfg, runtime, inputs)
+
+    monkeypatch.setattr(config, "build", counting)
+    monkeypatch.setitem(ENGINES, "johnson", dataclasses.replace(spec, build=engine))
+    photo = tmp_path / "photo.png"
+    gradient_image(24, 20).save(photo)
+    code, _, err = cli(capsys, "stylize", photo, "-m", "johnson", "--model", "tiny", "--tile", "off",
+                       "--size", "24", "-o", tmp_path / "out.png", "--device", "cpu")
+    assert code == 0, err
+    assert len(built) == 1 and received == built
+    assert received[0].tile == "off" and received[0].model == "tiny"
+
+
+def test_the_training_loop_does_not_import_the_api():
+    import subprocess
+    import sys
+
+    code = "import sys, stransfer.train.loop; print('stransfer.api' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def _modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 

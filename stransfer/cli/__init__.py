@@ -12,7 +12,6 @@ import typer
 
 from stransfer import console
 from stransfer.cli import serve, stylize, tools, train
-from stransfer.cli.generated import with_choices
 from stransfer.cli.options import EXIT_CODES
 from stransfer.engines import ENGINES
 from stransfer.errors import StransferError
@@ -26,7 +25,7 @@ def build_app() -> typer.Typer:
         help="Neural style transfer: Gatys (optimise pixels), Johnson (feed-forward), AdaIN (arbitrary style).",
         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=EXIT_CODES,
     )
-    app.command("stylize", epilog=EXIT_CODES)(with_choices(stylize.stylize, "method", ENGINES))
+    app.command("stylize", epilog=EXIT_CODES)(stylize.command(ENGINES))
     app.command(epilog=EXIT_CODES)(stylize.texture)
     train_app = typer.Typer(help=f"Train the feed-forward engines ({', '.join(TRAINERS)}).", no_args_is_help=True)
     for spec in TRAINERS.values():

@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -37,23 +37,49 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def _choice_type(name: str, values: Iterable[str]) -> type:
+    from stransfer.cli.options import choices
+
+    return choices("".join(w.capitalize() for w in name.split("_")), values)
+
+
+def field_option(owners: list[tuple[str, type]], name: str, panel: str | None = None) -> inspect.Parameter:
+    """The flag of setting `name`, held by every config type of `owners` ((label, type): one engine or trainer, or
+    several engines): its help from the first that gives one, its choices, and the default of each."""
+    types_ = [config_type for _, config_type in owners]
+    found = {f.name: f for f in dataclasses.fields(types_[0])}[name]
+    words = [next((h for h in (field_help(c, name) for c in types_) if h), None)
+             or name.replace("_", " ").capitalize() + "."]
+    defaults = [(label, next(f.default for f in dataclasses.fields(c) if f.name == name)) for label, c in owners]
+    shown = [(label, _shown(d)) for label, d in defaults if d is not dataclasses.MISSING and d is not None]
+    if shown and len(shown) == len(defaults) and len({s for _, s in shown}) == 1:
+        words.append(f"(default {shown[0][1]})")
+    elif shown:
+        words.append("(default " + "; ".join(f"{label} {s}" for label, s in shown) + ")")
+    flag_type: Any = _flag_type(typing.get_type_hints(types_[0])[name])
+    if "choices" in found.metadata:
+        flag_type = _choice_type(name, found.metadata["choices"])
+    option = typer.Option(help=" ".join(words), rich_help_panel=panel, show_default=False)
+    return parameter(name, Annotated[flag_type | None, option])  # type: ignore[valid-type]
+
+
 def config_options(config_type: type, panel: str | None = None, skip: Iterable[str] = ()) -> list[inspect.Parameter]:
     """One keyword parameter per field of `config_type` (but `skip`), None when not given, so a TOML file's
     value is not replaced by a default."""
-    hints = typing.get_type_hints(config_type)
-    params = []
-    for f in dataclasses.fields(config_type):
-        if f.name in skip:
-            continue
-        words = [field_help(config_type, f.name) or f.name.replace("_", " ").capitalize() + "."]
-        if "choices" in f.metadata:
-            words.append(f"One of {', '.join(f.metadata['choices'])}.")
-        if f.default is not dataclasses.MISSING and f.default is not None:
-            words.append(f"(default {_shown(f.default)})")
-        option = typer.Option(help=" ".join(words), rich_help_panel=panel, show_default=False)
-        annotation = Annotated[_flag_type(hints[f.name]) | None, option]  # type: ignore[valid-type]
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
-    return params
+    return [field_option([(config_type.__name__, config_type)], f.name, panel)
+            for f in dataclasses.fields(config_type) if f.name not in skip]
+
+
+def shared_options(owners: Mapping[str, type], everyone: str) -> list[inspect.Parameter]:
+    """One flag per setting of any of `owners` (name -> config type, e.g. the engines), in their order, on a help
+    panel naming the owners that take it (`everyone` when all do); options.given refuses it for the others."""
+    holders: dict[str, list[str]] = {}
+    for owner, config_type in owners.items():
+        for f in dataclasses.fields(config_type):
+            holders.setdefault(f.name, []).append(owner)
+    return [field_option([(n, owners[n]) for n in names], name,
+                         everyone if len(names) == len(owners) else "-m " + ", ".join(names))
+            for name, names in holders.items()]
 
 
 def parameter(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:

@@ -68,13 +68,3 @@ def numbers(flag: str, text: str | None) -> list[float] | None:
         return [float(w) for w in text.split(",")]
     except ValueError:
         raise UsageError(f"{flag} must be numbers separated by commas (got {text!r})") from None
-
-
-def scales(text: str | None) -> str | None:
-    """"3" -> three scales, each half the next ("0.25,0.5,1.0"); a list passes through."""
-    if text is not None and text.strip().isdigit():
-        count = int(text)
-        if count < 1:
-            raise UsageError("--scales must be at least 1")
-        return ",".join(str(0.5 ** (count - 1 - i)) for i in range(count))
-    return text

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from stransfer import api, batch, console, distributed, images, signals
+from stransfer import api, batch, color, console, distributed, images, signals
 from stransfer.cli import clip
-from stransfer.cli import engine_flags as flags
+from stransfer.cli.generated import command as generated_command
+from stransfer.cli.generated import shared_options, with_choices
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
-                                   PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, given,
-                                   numbers, scales)
+                                   PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, choices,
+                                   given, numbers)
 from stransfer.config import build
 from stransfer.device import Runtime, make_runtime
+from stransfer.engines import EngineSpec
 
 def _plan(content: list[str], recursive: bool, output: Path, name: str, label: str, method: str) -> list[batch.Item]:
     sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
@@ -34,12 +37,23 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
         console.stdout.print(f"{item.source} -> {item.output}: {state}")
 
 
+STYLE = "Style"
+ColorMode = choices("ColorMode", color.MODES)
+StyleScaleOpt = Annotated[float, typer.Option(help="Style image size relative to the output.", rich_help_panel=STYLE)]
+MaskOpt = Annotated[Path | None, typer.Option(
+    help="Mask image: white = first style, black = second style (or the content, with one style).",
+    rich_help_panel=STYLE)]
+PreserveColorOpt = Annotated[ColorMode, typer.Option(
+    help="luminance: keep the content's colours; histogram: recolour the style to the content first.",
+    rich_help_panel=STYLE)]
+
+
 def stylize(
     content: Annotated[list[str], typer.Argument(
         help="Content images: files, folders, globs, or - to read paths from stdin; or one video clip.",
         show_default=False)],
     style: Annotated[list[Path] | None, typer.Option(
-        "--style", "-s", help="Style image (repeatable); -m johnson: a style NAME its model holds.")] = None,
+        "--style", "-s", help="Style image (repeatable); for a model that holds its styles, a style NAME.")] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Engine.")] = Method["gatys"],
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Output file (one content file) or folder (mirrors the input folders).")] = Path("."),
@@ -49,37 +63,25 @@ def stylize(
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be written; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (johnson, adain, swap).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images of equal size per pass (feed-forward engines).")] = 1,
     size: Annotated[int | None, typer.Option(
         help="Long side of the output in pixels (images: 512; video: the clip's own).", show_default=False)] = None,
     frames: clip.Frames = False, temporal_weight: clip.TemporalWeight = None,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, max_pixels: MaxPixelsOpt = images.DEFAULT_MAX_PIXELS,
-    content_weight: flags.ContentWeight = None, style_weight: flags.StyleWeight = None, init: flags.Start = None,
-    content_layers: flags.ContentLayers = None, style_layers: flags.StyleLayers = None, scales_: flags.Scales = None,
-    style_loss: flags.StyleLoss = None, optimizer: flags.Optimizer = None, tv_weight: flags.TvWeight = None,
-    iterations: flags.Iterations = None, plateau: flags.Plateau = None, save_every: flags.SaveEvery = None,
-    style_blend: StyleBlendOpt = None, style_scale: flags.StyleScale = 1.0, mask: flags.Mask = None,
-    preserve_color: flags.PreserveColor = flags.ColorMode["none"], model: flags.Model = None, alpha: flags.Alpha = None,
-    tile: flags.Tile = None,
-    tile_overlap: flags.TileOverlap = None, patch_size: flags.PatchSize = None, stride: flags.Stride = None,
+    style_blend: StyleBlendOpt = None, style_scale: StyleScaleOpt = 1.0, mask: MaskOpt = None,
+    preserve_color: PreserveColorOpt = ColorMode["none"],
     device: DeviceOpt = Device["auto"], precision: PrecisionOpt = Precision["auto"], threads: ThreadsOpt = None,
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None, verbose: VerboseOpt = False,
+    **settings: Any,
 ) -> None:
     """Stylise content images or a video clip: with style images (gatys, adain, swap) or a trained model (johnson)."""
+    # `settings`: the engine settings, one flag per field of the engines' configs (see command()).
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
                                                    max_pixels=max_pixels, batch_size=batch_size))
     spec = api.engine_spec(method.value)
-    engine_options = given(spec.config_type, f"-m {spec.name}", content_weight=content_weight,
-                           style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
-                           style_layers=style_layers, style_loss=style_loss, init=init, optimizer=optimizer,
-                           scales=scales(scales_), iterations=iterations, plateau=plateau, save_every=save_every,
-                           model=model,
-                           alpha=alpha, tile=tile, tile_overlap=tile_overlap, patch_size=patch_size,
-                           stride=stride)
-    cfg = api.engine_config(spec.name, config, **engine_options)
+    cfg = api.engine_config(spec.name, config, **given(spec.config_type, f"-m {spec.name}", **settings))
     make = dict(style_blend=numbers("--style-blend", style_blend), style_scale=style_scale, mask=mask,
-                preserve_color=preserve_color.value, config=config, vgg_weights=vgg_weights, max_pixels=max_pixels,
-                **engine_options)
+                preserve_color=preserve_color.value, config=cfg, vgg_weights=vgg_weights, max_pixels=max_pixels)
     runtime = _runtime_maker(verbose, device.value, precision.value, threads, seed)
     label = api.output_label(spec.name, style or [], cfg)
     if frames or clip.is_clip(content):
@@ -93,6 +95,19 @@ def stylize(
         _show_plan(items, skip_existing)
         raise typer.Exit(0)
     raise typer.Exit(_run_batch(items, spec.name, style, make, runtime, options, as_json, verbose))
+
+
+def command(engines: Mapping[str, EngineSpec]) -> Callable[..., None]:
+    """`stylize` as the command: its own flags, then one flag per setting of the engines registered now, and
+    --method choosing among them."""
+    fixed = [p for p in inspect.signature(stylize, eval_str=True).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    generated = shared_options({name: spec.config_type for name, spec in engines.items()}, "Every engine")
+    clash = {p.name for p in fixed} & {p.name for p in generated}
+    if clash:
+        raise RuntimeError(f"engine settings {sorted(clash)} would shadow stylize's own flags; rename them")
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed] + generated
+    return with_choices(generated_command(stylize, params, stylize.__doc__ or ""), "method", engines)
 
 
 def _runtime_maker(verbose: bool, *settings: Any) -> Callable[[distributed.World], Runtime]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,49 +23,50 @@ from stransfer.weights import resolve
 MAX_WEIGHT = 1e6
 
 
+def scale_fractions(text: str) -> tuple[float, ...]:
+    """`scales` as a flag gives it: a count N (each scale half the next, "3" -> 0.25,0.5,1) or the fractions."""
+    if text.strip().isdigit():
+        count = int(text)
+        if count < 1:
+            raise ValueError("must be at least 1")
+        return tuple(0.5 ** (count - 1 - i) for i in range(count))
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
 @dataclass(frozen=True)
 class GatysConfig(tiling.TileConfig):
-    # Scales whose working set would pass the memory budget are optimised tile by tile ("auto"), each tile
-    # against the whole style's Grams.
-    backbone: str = param("vgg16", choices=("vgg16", "vgg19"))
-    # Max pooling, as VGG was trained; Gatys et al. preferred average pooling, available for comparison.
-    pooling: str = param("max", choices=("max", "avg"))
-    # relu3_3 keeps the layout and edges of the photo while leaving textures free (Johnson et al.'s choice
-    # for VGG16); deeper layers let the style move objects.
-    content_layers: tuple[str, ...] = ("relu3_3",)
-    # One layer per VGG16 block up to block 4: fine strokes to larger motifs. Block 5 adds little at 512 px.
-    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    # Which statistics of the style to match: one loss of the registry in losses.py or a weighted list,
-    # e.g. "gram:1,histogram:1" (Risser et al.'s combination). mrf uses its own layers, relu3_1 and relu4_1.
-    style_loss: str = param("gram", check=losses.parse_style_loss)
-    # Both losses are relative squared errors (scale-free, see losses.py), so these weights read directly
-    # as "how much more style than content". Measured at 256 px, chicago x matisse, 150 evaluations:
-    # 2 -> style ratio 0.12, content 0.23; 5 -> 0.07, 0.40; 10 -> 0.05, 0.57. 5 paints while edges stay.
-    # The upper bound (MAX_WEIGHT) is far past any useful ratio and keeps the weighted sum finite.
-    content_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT)
-    style_weight: float = param(5.0, ge=0.0, le=MAX_WEIGHT)
+    backbone: str = param("vgg16", choices=("vgg16", "vgg19"), help="Loss network.")
+    # Max pooling is how VGG was trained; Gatys et al. preferred average pooling, kept for comparison.
+    pooling: str = param("max", choices=("max", "avg"), help="Pooling of the loss network.")
+    # relu3_3 keeps the photo's layout and edges and leaves textures free (Johnson et al.'s choice for VGG16).
+    content_layers: tuple[str, ...] = param(("relu3_3",), help="Comma-separated layers of the content loss.")
+    # One layer per VGG16 block up to block 4: fine strokes to larger motifs; block 5 adds little at 512 px.
+    style_layers: tuple[str, ...] = param(("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+                                          help="Comma-separated layers of the style loss.")
+    style_loss: str = param("gram", check=losses.parse_style_loss, help=(
+        "Style loss: gram, meanstd, mmd-poly, histogram, mrf, or weighted, e.g. gram:1,histogram:1."))
+    # Both losses are relative squared errors, so the weights read as "how much more style than content";
+    # 5 paints while edges stay (benchmarks/gatys_quality_speed.py). The bound keeps the sum finite.
+    content_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT, help="Weight of the content loss.")
+    style_weight: float = param(5.0, ge=0.0, le=MAX_WEIGHT, help="Weight of the style loss.")
     # A little smoothness removes the high-frequency speckle L-BFGS leaves in flat regions.
-    tv_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT)
-    init: str = param("content", choices=("content", "noise", "style"))
-    # L-BFGS reaches a given result in the fewest evaluations. On the 512 px fine scale of tubingen x
-    # starry_night, fp32, from the same start, Adam (lr 0.02) needed 110 steps for what 100 L-BFGS evaluations
-    # reach (style 0.037, content 0.346); its cheaper update (no 50-pair history) saves only ~4% of a step.
-    optimizer: str = param("lbfgs", choices=("lbfgs", "adam"))
-    # Coarse to fine, as fractions of the output's long side: each scale starts from the previous result
-    # upsampled, so the fine scale only refines. Scales under 64 px are skipped.
-    scales: tuple[float, ...] = param((0.25, 0.5, 1.0), gt=0.0, le=1.0)
-    # Function evaluations (forward + backward passes) per scale, coarse to fine; one number means the same
-    # at every scale. An evaluation at 512 px costs 16 at 128 px, yet the fine scale decides the result:
-    # tubingen x starry_night at 512 px, bf16, the content distance follows the fine evaluations
-    # (40: 0.43, 80: 0.36, 100: 0.35) while coarse ones past ~45 change nothing. benchmarks/gatys_quality_speed.py
-    iterations: tuple[int, ...] = param((45, 45, 100), ge=1, le=100_000)
-    # A scale ends early once its loss improved by less than this fraction over the last PLATEAU_WINDOW
-    # evaluations, so `iterations` is a ceiling; 0 runs every evaluation.
-    plateau: float = param(0.0, ge=0.0, le=0.5)
-    # Adam only; pixels live in [0, 1], so 0.02 moves each by at most ~2% per step. On that fine scale 0.005,
-    # 0.03 and 0.04, and rates decaying to a tenth or less, all ended further from the photo after 55-60 steps.
-    learning_rate: float = param(0.02, gt=0.0, le=1.0)
-    save_every: int = param(0, ge=0)
+    tv_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT, help="Weight of total variation (smoothness).")
+    init: str = param("content", choices=("content", "noise", "style"), help="Starting image.")
+    # L-BFGS reaches a given result in the fewest evaluations; Adam needed about 10% more for the same losses.
+    optimizer: str = param("lbfgs", choices=("lbfgs", "adam"), help="Optimiser of the pixels.")
+    # Each scale starts from the previous result upsampled, so the fine scale only refines; under 64 px skipped.
+    scales: tuple[float, ...] = param((0.25, 0.5, 1.0), gt=0.0, le=1.0, parse=scale_fractions, help=(
+        "Coarse-to-fine scales: a count N (halving each time) or fractions of --size, e.g. 0.25,0.5,1."))
+    # The fine scale decides the result; coarse evaluations past about 45 change nothing (an evaluation at
+    # 512 px costs 16 at 128 px). benchmarks/gatys_quality_speed.py
+    iterations: tuple[int, ...] = param((45, 45, 100), ge=1, le=100_000, help=(
+        "Function evaluations per scale, coarse to fine (e.g. 150,80,40), or one number for every scale."))
+    plateau: float = param(0.0, ge=0.0, le=0.5, help=(
+        "End a scale once the loss improves by less than this fraction over 10 evaluations (0 = never): "
+        "--iterations becomes a ceiling."))
+    # Pixels live in [0, 1], so 0.02 moves each by at most about 2% a step (benchmarks/gatys_quality_speed.py).
+    learning_rate: float = param(0.02, gt=0.0, le=1.0, help="Adam's learning rate (--optimizer adam).")
+    save_every: int = param(0, ge=0, help="Also save every N evaluations (0 = never).")
 
 
 # Working set per output pixel, fp32 (bf16 takes less): an evaluation with the Gram loss (forward and backward

@@ -231,8 +231,7 @@ def style_code(held: list[str], picked: list[str], weights: list[float] | None, 
 
 @dataclass(frozen=True)
 class JohnsonConfig(tiling.TileConfig):
-    # NAME of a model in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
-    model: str = param("starry_night")
+    model: str = param("starry_night", help="Trained model: a NAME from `stransfer models` or a .pth path.")
 
 
 # Working set of one inference pass per pixel: peak RSS at 1024x768, fp32, shipped architecture, was 0.38 GB

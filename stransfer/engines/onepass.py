@@ -161,10 +161,8 @@ class OnePass:
 class OnePassConfig(tiling.TileConfig):
     """Settings every one-pass engine has."""
 
-    # NAME of a decoder in weights/ (or $STRANSFER_HOME/models), or a path to a .pth file.
-    model: str = param("adain_vgg16")
-    # 1 = the style's statistics; 0 = the decoder's reconstruction of the content.
-    alpha: float = param(1.0, ge=0.0, le=1.0)
+    model: str = param("adain_vgg16", help="Trained model: a NAME from `stransfer models` or a .pth path.")
+    alpha: float = param(1.0, ge=0.0, le=1.0, help="Content-style trade-off: 0 content, 1 full style.")
 
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,

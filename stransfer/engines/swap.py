@@ -177,13 +177,11 @@ class SwapConfig(OnePassConfig):
     # matching in the style's statistics (swap_features), style ratio 0.41 and content 0.87 on those pairs,
     # 0.57 and 0.91 on 8 held-out training photos. weights/README.md has the tables.
     alpha: float = param(0.7, ge=0.0, le=1.0)
-    # Side of a patch in relu4_1 cells (8 px each): the paper's 3; larger patches copy larger pieces of the
-    # style and cost k*k more per correlation.
-    patch_size: int = param(3, ge=1, le=9)
-    # Step between the style's patches; 1 = every patch (the paper's). The content's patches are all swapped
-    # whatever the stride, so every cell still averages k*k of them. 2 is 4x less correlation work: 1024 px in
-    # 1.5x AdaIN's time against 3.2x, for style ratio 0.48 against 0.46 on the same pairs.
-    stride: int = param(2, ge=1, le=9)
+    # The paper's 3; larger patches copy larger pieces of the style at k*k the cost of each correlation.
+    patch_size: int = param(3, ge=1, le=9, help="Patch side in relu4_1 cells, 8 px each.")
+    # The content's patches are all swapped whatever the stride; 2 does 4x less correlation work for about the
+    # same style distance (benchmarks/swap_speed.py).
+    stride: int = param(2, ge=1, le=9, help="Step between the style's patches, at most the patch side.")
 
 
 class StyleSwap(OnePass):
