@@ -231,27 +231,7 @@ def test_mask_blend_and_colour_options_run(capsys, make_image, tiny_run, tmp_pat
         assert out.exists()
 
 
-# ------------------------------------------------------------------------------------- exit codes, README
-
-
-def test_readme_exit_code_table_matches_the_codes_the_cli_uses():
-    import re
-    from pathlib import Path
-
-    from stransfer import errors, signals
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
-    documented = {int(code) for row in table.splitlines()[2:] for code in re.findall(r"\d+", row.split("|")[1])}
-
-    def subclasses(cls):
-        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
-
-    used = {0, 1}  # success; an internal error
-    used |= {cls.exit_code for cls in subclasses(errors.StransferError)}
-    used |= set(signals.EXIT_CODES.values())
-    used.add(130)  # KeyboardInterrupt outside a batch, in cli.main
-    assert documented == used == {0, 1, 2, 130, 143}
+# ------------------------------------------------------------------------------------------------- models
 
 
 @pytest.fixture

@@ -50,8 +50,11 @@ def _paragraphs(text: str | None) -> str:
     return "\n\n".join(" ".join(block.split()) for block in blocks if block.strip())
 
 
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+def _cell(text: str, code: bool = False) -> str:
+    """Text for one table cell: one line, its pipes escaped, and outside code its angle brackets, which Markdown
+    would take for HTML tags (`runs/<task>`)."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if code else text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _usage(command: Any, ctx: Any, path: tuple[str, ...]) -> str:
@@ -72,7 +75,7 @@ def _parameter_tables(command: Any, ctx: Any) -> list[str]:
             panel, names = "Arguments", names.upper().split(" ")[0]
         else:
             panel = getattr(param, "rich_help_panel", None) or "Options"
-        panels.setdefault(panel, []).append(f"| `{_cell(names)}` | {_cell(help_text)} |")
+        panels.setdefault(panel, []).append(f"| `{_cell(names, code=True)}` | {_cell(help_text)} |")
     order = sorted(panels, key=lambda p: {"Arguments": 0, "Options": 1}.get(p, 2))
     return [f"**{panel}**\n\n| {'argument' if panel == 'Arguments' else 'option'} | meaning |\n|---|---|\n"
             + "\n".join(panels[panel]) + "\n" for panel in order]
