@@ -20,8 +20,8 @@ from PIL import Image
 
 from stransfer import color, images, pipeline
 from stransfer import config as config_mod
-from stransfer.device import Runtime, make_runtime
-from stransfer.engines import ENGINES, EngineInputs, EngineSpec, Guide
+from stransfer.device import MAX_SEED, Runtime, make_runtime
+from stransfer.engines import ENGINES, SYNTHESIZERS, EngineInputs, EngineSpec, Guide
 from stransfer.errors import ArgumentError, ArgumentTypeError, InputError, UsageError
 from stransfer.events import EventCallback, ignore
 
@@ -167,8 +167,8 @@ class Stylizer:
     `method`: gatys, johnson, adain or swap. `style`: one ImageLike or several; for johnson, whose model holds its
     styles, none (a one-style model) or the names of the styles to use (a model holding several), blended by
     `style_blend`. `options`: the engine's settings (e.g. model, alpha, iterations, style_weight; see configs/),
-    over those of the TOML file `config`; or `config` is the engine's settings already built. `runtime` replaces device/precision/threads/seed where the caller has
-    already made one (e.g. one GPU per torchrun rank)."""
+    over those of the TOML file `config`; or `config` is the engine's settings already built. `runtime` replaces
+    device/precision/threads/seed where the caller has already made one (e.g. one GPU per torchrun rank)."""
 
     def __init__(self, method: str = "adain", style: ImageLike | Sequence[ImageLike] | None = None, *,
                  style_blend: Sequence[float] | None = None, style_scale: float = 1.0,
@@ -250,30 +250,54 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None = 
     return Stylizer(method, style, **options)(content, size)
 
 
-def texture(style: ImageLike | Sequence[ImageLike], size: int = 512, height: int | None = None, *,
-            style_loss: str | None = None, style_blend: Sequence[float] | None = None,
-            style_scale: float | None = None, config: str | os.PathLike[str] | None = None, device: str = "auto",
-            precision: str = "auto", threads: int | None = None, seed: int | None = None,
-            vgg_weights: str | os.PathLike[str] | None = None, on_event: EventCallback = ignore) -> Image.Image:
-    """A `size` x `height` texture of the style image(s), from seeded noise (Gatys et al. 2015, with Risser et
-    al.'s histogram loss by default). The style is seen at the texture's size, but never enlarged: a texture
-    bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
-    from stransfer.engines.gatys import TEXTURE_DEFAULTS, synthesize_texture, texture_canvas
+class TextureMaker:
+    """One texture maker (`method`: gatys, net), its model loaded and its styles prepared once, for any number of
+    textures. `style`: style images (gatys), or the names of the textures a trained model holds (net; none for a
+    one-texture model), blended by `style_blend`. `style_scale` (gatys): the style's size relative to the
+    texture's; None = the texture's size, never enlarged. `options`: the maker's settings (see `stransfer
+    texture --help`), over those of the TOML file `config`."""
 
-    check_arguments(config=config, device=device, precision=precision, vgg_weights=vgg_weights,
-                    on_event=on_event, style_loss=style_loss)
-    expect("size", size, int, "an integer")
-    config_mod.check("size", size, ge=16, le=16384, integer=True)
-    height = config_mod.check("height", height, ge=16, le=16384, integer=True) or size
-    config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
-    spec = ENGINES["gatys"]
-    cfg = config_mod.build(spec.config_type, None if config is None else Path(config), {"style_loss": style_loss},
-                           defaults=TEXTURE_DEFAULTS)
-    styles = load_styles(style)
-    scale = style_scale or min(1.0, max(styles[0].shape[-2:]) / max(size, height)) if styles else 1.0
-    canvas = max(texture_canvas(height, size)[:2])  # the engine sizes the style against this canvas
-    runtime = make_runtime(device, precision, threads, 0 if seed is None else seed)
-    engine = spec.build(cfg, runtime, EngineInputs(
-        style_weights=parse_blend(style_blend), style_scale=scale * max(size, height) / canvas,
-        vgg_weights=None if vgg_weights is None else Path(vgg_weights), on_event=on_event))
-    return images.to_pil(synthesize_texture(engine, engine.prepare(styles), height, size, on_event))
+    def __init__(self, method: str = "gatys", style: ImageLike | Sequence[ImageLike] | None = None, *,
+                 style_blend: Sequence[float] | None = None, style_scale: float | None = None,
+                 config: str | os.PathLike[str] | None = None, device: str = "auto", precision: str = "auto",
+                 threads: int | None = None, vgg_weights: str | os.PathLike[str] | None = None,
+                 on_event: EventCallback = ignore, **options: Any) -> None:
+        check_arguments(config=config, device=device, precision=precision, vgg_weights=vgg_weights,
+                        on_event=on_event)
+        expect("method", method, str, "a texture method name")
+        if method not in SYNTHESIZERS:
+            raise UsageError(f"unknown texture method '{method}' (known: {', '.join(SYNTHESIZERS)})")
+        self.spec = SYNTHESIZERS[method]
+        config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
+        if self.spec.style_input == "images":
+            styles: list[Any] = load_styles(style)
+            if not styles:
+                raise UsageError(f"texture `method` {method} needs a style image: `style` FILE")
+        else:
+            styles = style_names(style, method)
+            if style_scale is not None:
+                raise UsageError(f"texture `method` {method} takes no style images, so no `style_scale`")
+        self.config = config_mod.build(self.spec.config_type, None if config is None else Path(config), options)
+        self.runtime = make_runtime(device, precision, threads)
+        inputs = EngineInputs(style_weights=parse_blend(style_blend), style_scale=style_scale,
+                              vgg_weights=None if vgg_weights is None else Path(vgg_weights), on_event=on_event)
+        self.maker = self.spec.build(self.config, self.runtime, inputs)
+        self.styles = self.maker.prepare(styles)
+
+    def __call__(self, size: int = 512, height: int | None = None, seed: int = 0,
+                 on_event: EventCallback = ignore) -> Image.Image:
+        """A `size` x `height` (default square) texture; the same seed gives the same texture."""
+        expect("size", size, int, "an integer")
+        config_mod.check("size", size, ge=16, le=16384, integer=True)
+        height = config_mod.check("height", height, ge=16, le=16384, integer=True) or size
+        config_mod.check("seed", seed, ge=0, le=MAX_SEED, integer=True)
+        return images.to_pil(self.maker.synthesize(self.styles, height, size, seed, on_event))
+
+
+def texture(style: ImageLike | Sequence[ImageLike] | None = None, size: int = 512, height: int | None = None, *,
+            method: str = "gatys", seed: int | None = None, **options: Any) -> Image.Image:
+    """A `size` x `height` texture from seeded noise: with `method` gatys, the optimiser toward the style images
+    (Gatys et al. 2015, with Risser et al.'s histogram loss by default; minutes); with net, a trained texture
+    network (Ulyanov et al. 2016/2017, Li et al. 2017; one pass). `options` as for TextureMaker. To make many
+    textures, make one TextureMaker: it loads the model and prepares the styles once."""
+    return TextureMaker(method, style, **options)(size, height, 0 if seed is None else seed)

@@ -184,6 +184,18 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
     return cls(**values)
 
 
+def with_defaults(cls: type[T], name: str, **defaults: Any) -> type[T]:
+    """`cls` under another name with other defaults for some fields, their ranges and help kept: the settings of
+    a command that uses an engine its own way (a texture is Gatys with no content), shown with its defaults."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    redeclared = [(key, hints[key], dataclasses.field(default=value, metadata=fields[key].metadata))
+                  for key, value in defaults.items()]
+    made = dataclasses.make_dataclass(name, redeclared, bases=(cls,), frozen=True)
+    made.__module__ = cls.__module__
+    return made
+
+
 def each(values: tuple[T, ...], count: int) -> tuple[T, ...]:
     """A list field's `count` values: the one value given repeated, or the values one per item as given (the
     caller has checked the count)."""

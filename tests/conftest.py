@@ -126,3 +126,46 @@ def read_only_dir(tmp_path: Path):
         yield path
     finally:
         subprocess.run(["umount", str(path)], check=False)
+
+
+def log_losses(run: Path) -> dict[int, float]:
+    """Each logged step's total loss in a run folder."""
+    import json
+
+    return {r["step"]: r["total"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+
+
+def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[str], steps: int, vgg: Path,
+                                              kill_after: int = 10) -> None:
+    """`stransfer train ARGS --steps STEPS` run whole, and again killed with SIGKILL past step `kill_after`, then
+    resumed: the resumed run's losses equal the whole run's, step for step, and only it writes its model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "stransfer", "train", *map(str, train_args), "--steps", str(steps)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run([*args, "--run-dir", str(whole), "-o", str(tmp_path / "whole.pth")], env=env, check=True,
+                   capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*args, "--run-dir", str(cut), "-o", str(tmp_path / "cut.pth")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (cut / "log.jsonl").exists() and max(log_losses(cut), default=0) >= kill_after:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert max(log_losses(cut)) < steps and not (tmp_path / "cut.pth").exists()
+    subprocess.run([sys.executable, "-m", "stransfer", "train", train_args[0], "--resume", str(cut), "--threads",
+                    "1", "--vgg-weights", str(vgg)], env=env, check=True, capture_output=True)
+    resumed, reference = log_losses(cut), log_losses(whole)
+    assert sorted(resumed) == list(range(1, steps + 1))  # steps past the checkpoint were dropped, then redone
+    for step in range(1, steps + 1):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-5), step
+    assert (tmp_path / "cut.pth").exists()

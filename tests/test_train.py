@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from stransfer.train.adain import AdainTask, AdainTrainConfig
 from stransfer.train.johnson import widened
 from stransfer.train.data import CropSampler, is_held_out, split
 
-from conftest import cli, gradient_image, one_error_line
+from conftest import assert_kill_and_resume_continue_the_curve, cli, gradient_image, log_losses, one_error_line
 
 
 @pytest.fixture
@@ -44,10 +42,6 @@ def tiny_johnson_args(tmp_path, photo_folder, random_weights_file):
     # compares step for step could choose differently (seen once in the full suite: 3.679 against 3.660).
     return ["-s", style, "--data", photo_folder, "--config", toml, "--vgg-weights", random_weights_file,
             "--device", "cpu", "--threads", "1", "--precision", "fp32"]
-
-
-def log_losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["total"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
 
 
 def test_johnson_training_writes_run_folder_and_model(capsys, tmp_path, tiny_johnson_args):
@@ -75,34 +69,8 @@ def test_sigkill_then_resume_continues_the_loss_curve(tmp_path, tiny_johnson_arg
     if styles == 2:
         gradient_image(48, 48, seed=10).save(tmp_path / "style2.png")
     more = ["-s", str(tmp_path / "style2.png")] if styles == 2 else []
-    args = [sys.executable, "-m", "stransfer", "train", "johnson", *map(str, tiny_johnson_args), *more,
-            "--steps", "24"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    whole = tmp_path / "whole"
-    subprocess.run([*args, "--run-dir", str(whole), "-o", str(tmp_path / "whole.pth")], env=env, check=True,
-                   capture_output=True)
-
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen([*args, "--run-dir", str(cut), "-o", str(tmp_path / "cut.pth")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (cut / "log.jsonl").exists() and max(log_losses(cut), default=0) >= 10:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = max(log_losses(cut))
-    assert killed_at < 24 and not (tmp_path / "cut.pth").exists()
-
-    subprocess.run([sys.executable, "-m", "stransfer", "train", "johnson", "--resume", str(cut), "--threads", "1",
-                    "--vgg-weights", str(tiny_johnson_args[7])], env=env, check=True, capture_output=True)
-    resumed, reference = log_losses(cut), log_losses(whole)
-    assert sorted(resumed) == list(range(1, 25))  # steps past the checkpoint were dropped, then redone
-    for step in range(1, 25):
-        assert resumed[step] == pytest.approx(reference[step], rel=1e-5), step
-    assert (tmp_path / "cut.pth").exists()
+    assert_kill_and_resume_continue_the_curve(tmp_path, ["johnson", *tiny_johnson_args, *more], 24,
+                                              tiny_johnson_args[7])
 
 
 def test_finishing_a_run_at_its_checkpoint_keeps_the_last_losses(capsys, tmp_path, tiny_johnson_args):

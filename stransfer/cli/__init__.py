@@ -13,7 +13,7 @@ import typer
 from stransfer import console
 from stransfer.cli import serve, stylize, tools, train
 from stransfer.cli.options import EXIT_CODES
-from stransfer.engines import ENGINES
+from stransfer.engines import ENGINES, SYNTHESIZERS
 from stransfer.errors import StransferError
 from stransfer.train import TRAINERS
 
@@ -26,7 +26,7 @@ def build_app() -> typer.Typer:
         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=EXIT_CODES,
     )
     app.command("stylize", epilog=EXIT_CODES)(stylize.command(ENGINES))
-    app.command(epilog=EXIT_CODES)(stylize.texture)
+    app.command("texture", epilog=EXIT_CODES)(stylize.texture_command(SYNTHESIZERS))
     train_app = typer.Typer(help=f"Train the feed-forward engines ({', '.join(TRAINERS)}).", no_args_is_help=True)
     for spec in TRAINERS.values():
         train_app.command(spec.name, epilog=EXIT_CODES)(train.command_for(spec))

@@ -70,13 +70,16 @@ def config_options(config_type: type, panel: str | None = None, skip: Iterable[s
             for f in dataclasses.fields(config_type) if f.name not in skip]
 
 
-def shared_options(owners: Mapping[str, type], everyone: str) -> list[inspect.Parameter]:
+def shared_options(owners: Mapping[str, type], everyone: str,
+                   skip: Mapping[str, Iterable[str]] | None = None) -> list[inspect.Parameter]:
     """One flag per setting of any of `owners` (name -> config type, e.g. the engines), in their order, on a help
-    panel naming the owners that take it (`everyone` when all do); options.given refuses it for the others."""
+    panel naming the owners that take it (`everyone` when all do); options.given refuses it for the others.
+    `skip`: per owner, settings it takes no flag for."""
     holders: dict[str, list[str]] = {}
     for owner, config_type in owners.items():
         for f in dataclasses.fields(config_type):
-            holders.setdefault(f.name, []).append(owner)
+            if f.name not in (skip or {}).get(owner, ()):
+                holders.setdefault(f.name, []).append(owner)
     return [field_option([(n, owners[n]) for n in names], name,
                          everyone if len(names) == len(owners) else "-m " + ", ".join(names))
             for name, names in holders.items()]

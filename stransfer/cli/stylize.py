@@ -6,6 +6,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,9 +19,9 @@ from stransfer.cli.generated import shared_options, with_choices
 from stransfer.cli.options import (ConfigOpt, Device, DeviceOpt, MaxPixelsOpt, Method, OverwriteOpt, Precision,
                                    PrecisionOpt, SeedOpt, StyleBlendOpt, ThreadsOpt, VerboseOpt, VggWeightsOpt, choices,
                                    given, numbers)
-from stransfer.config import build
+from stransfer.config import build, param
 from stransfer.device import Runtime, make_runtime
-from stransfer.engines import EngineSpec
+from stransfer.engines import SYNTHESIZERS, EngineSpec, SynthesizerSpec
 
 def _plan(content: list[str], recursive: bool, output: Path, name: str, label: str, method: str) -> list[batch.Item]:
     sources = batch.collect(content, recursive, sys.stdin if "-" in content else ())
@@ -39,6 +40,7 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
 
 STYLE = "Style"
 ColorMode = choices("ColorMode", color.MODES)
+TextureMethod = choices("TextureMethod", SYNTHESIZERS)
 StyleScaleOpt = Annotated[float, typer.Option(help="Style image size relative to the output.", rich_help_panel=STYLE)]
 MaskOpt = Annotated[Path | None, typer.Option(
     help="Mask image: white = first style, black = second style (or the content, with one style).",
@@ -141,14 +143,20 @@ def _run_batch(items: list[batch.Item], method: str, style: list[Path] | None, m
 
 
 def texture(
-    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style image (repeatable, see --style-blend).")],
+    style: Annotated[list[str] | None, typer.Option(
+        "--style", "-s", help="Style image (repeatable, see --style-blend); -m net: a texture NAME its model holds.",
+        show_default=False)] = None,
+    method: Annotated[TextureMethod, typer.Option("--method", "-m", help="Texture maker.")]
+    = TextureMethod["gatys"],
     output: Annotated[Path, typer.Option("--output", "-o", help="The texture to write.")] = Path("texture.png"),
-    size: Annotated[int, typer.Option(help="Side of the square texture in pixels.")] = 512,
-    height: Annotated[int | None, typer.Option(help="Height, for a texture that is not square.")] = None,
-    style_loss: Annotated[str | None, typer.Option(help="Style loss (default gram:1,histogram:1).")] = None,
+    size: Annotated[int, typer.Option(help="Width of the texture in pixels.")] = 512,
+    height: Annotated[int | None, typer.Option(help="Height (default: square).", show_default=False)] = None,
+    count: Annotated[int, typer.Option(help="Textures to make, one per seed from --seed on: OUT_SEED.png each.")]
+    = 1,
     style_blend: StyleBlendOpt = None,
     style_scale: Annotated[float | None, typer.Option(
-        help="Style image size relative to the texture (default 1, or the style's own size if smaller).")] = None,
+        help="Style image size relative to the texture (default 1, or the style's own size if smaller).",
+        show_default=False)] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = Device["auto"],
@@ -156,12 +164,39 @@ def texture(
     threads: ThreadsOpt = None,
     seed: SeedOpt = None,
     vgg_weights: VggWeightsOpt = None,
+    **settings: Any,
 ) -> None:
-    """Synthesise a texture from style images: the Gatys optimiser from noise, with no photo (any size)."""
-    images.check_writable(output, overwrite)
+    """Synthesise textures from noise, with no photo (any size): the Gatys optimiser or a trained texture network."""
+    build(TextureOptions, None, {"count": count})
+    spec = SYNTHESIZERS[method.value]
+    first = seed or 0
+    outputs = ([output] if count == 1 else
+               [output.with_name(f"{output.stem}_{first + i}{output.suffix}") for i in range(count)])
+    for path in outputs:
+        images.check_writable(path, overwrite)
     with console.ProgressRenderer() as render:
-        out = api.texture(style, size, height, style_loss=style_loss, style_blend=numbers("--style-blend", style_blend),
-                          style_scale=style_scale, config=config, device=device.value, precision=precision.value,
-                          threads=threads, seed=seed, vgg_weights=vgg_weights, on_event=render)
-    images.save_image(images.pil_to_tensor(out), output, overwrite=overwrite)
-    console.stdout.print(str(output))
+        maker = api.TextureMaker(spec.name, style, style_blend=numbers("--style-blend", style_blend),
+                                 style_scale=style_scale, config=config, device=device.value,
+                                 precision=precision.value, threads=threads, vgg_weights=vgg_weights, on_event=render,
+                                 **given(spec.config_type, f"texture -m {spec.name}", **settings))
+        for i, path in enumerate(outputs):
+            out = maker(size, height, first + i, render)
+            images.save_image(images.pil_to_tensor(out), path, overwrite=overwrite)
+            console.stdout.print(str(path))
+
+
+@dataclass(frozen=True)
+class TextureOptions:
+    count: int = param(1, ge=1, le=10_000)
+
+
+def texture_command(synthesizers: Mapping[str, SynthesizerSpec]) -> Callable[..., None]:
+    """`texture` as the command: its own flags, then one per setting of the texture makers registered now (but
+    those a maker pins), and --method choosing among them."""
+    fixed = [p for p in inspect.signature(texture, eval_str=True).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    generated = shared_options({name: spec.config_type for name, spec in synthesizers.items()}, "Every method",
+                               {name: spec.fixed for name, spec in synthesizers.items()})
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed] + generated
+    doc = (texture.__doc__ or "") + "\n\n" + "\n\n".join(f"-m {s.name}: {s.summary}." for s in synthesizers.values())
+    return with_choices(generated_command(texture, params, doc), "method", synthesizers)

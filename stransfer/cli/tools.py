@@ -132,7 +132,8 @@ def models() -> None:
         wall_s = sum(stage.get("wall_time_s") or 0 for stage in training.lineage_of(payload))
         styles = payload.get("styles")
         if isinstance(styles, list) and len(styles) > 1:
-            style = f"{len(styles)} styles (-s NAME): {', '.join(map(str, styles))}"
+            noun = payload.get("holds") if payload.get("holds") in ("styles", "textures") else "styles"
+            style = f"{len(styles)} {noun} (-s NAME): {', '.join(map(str, styles))}"
         else:
             style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
                      else "any style (-s)")

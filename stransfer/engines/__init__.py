@@ -1,4 +1,5 @@
-"""The engine protocol and registry: the CLI's --method choices and the engine tests both come from ENGINES."""
+"""The engine protocols and registries: stylize's engines (ENGINES) and texture makers (SYNTHESIZERS); the CLI's
+--method choices and the registry-wide tests come from them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ class EngineInputs:
     """How a run combines its style images, and where the engine's weights come from; given once, at build."""
 
     style_weights: list[float] | None = None  # blend of several styles, summing to 1; None = equal
-    style_scale: float = 1.0  # style image long side relative to the output's
+    # Style image long side relative to the output's; None: the engine's own rule (a texture's: the style at the
+    # texture's size, never enlarged).
+    style_scale: float | None = 1.0
     mask: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1]: white = first style, black = second/content
     vgg_weights: Path | None = None  # None: resolved by stransfer.weights (env, cache, fetch)
     on_event: EventCallback = ignore  # downloads while the engine loads
@@ -113,6 +116,31 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> torch.T
     return F.pad(x, (0, tw - w, 0, th - h), mode=mode)
 
 
+class Synthesizer(Protocol):
+    """A texture maker: no photo, only its styles (images, or the names of textures its model holds) and a seed."""
+
+    name: ClassVar[str]
+
+    def prepare(self, styles: list[Any]) -> Styles: ...
+
+    def synthesize(self, styles: Styles, height: int, width: int, seed: int,
+                   on_event: EventCallback = ignore) -> torch.Tensor:
+        """A (1, 3, height, width) texture in [0, 1] on the CPU, the same for the same seed."""
+        ...
+
+
+@dataclass(frozen=True)
+class SynthesizerSpec:
+    """A texture maker as the API and `stransfer texture -m NAME` see it."""
+
+    name: str
+    config_type: type  # its settings; every field not in `fixed` becomes a flag of `stransfer texture`
+    build: Callable[[Any, Runtime, EngineInputs], Synthesizer]
+    style_input: StyleInput
+    summary: str  # one line for the help of -m
+    fixed: tuple[str, ...] = ()  # settings a texture pins (no flag): e.g. a content weight, with no content
+
+
 def _registry() -> dict[str, EngineSpec]:
     from stransfer.engines import adain, gatys, johnson, swap
 
@@ -120,4 +148,11 @@ def _registry() -> dict[str, EngineSpec]:
     return {spec.name: spec for spec in specs}
 
 
+def _synthesizers() -> dict[str, SynthesizerSpec]:
+    from stransfer.engines import gatys, texturenet
+
+    return {spec.name: spec for spec in (gatys.TEXTURE_SPEC, texturenet.SPEC)}
+
+
 ENGINES: dict[str, EngineSpec] = _registry()
+SYNTHESIZERS: dict[str, SynthesizerSpec] = _synthesizers()

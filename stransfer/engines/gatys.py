@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +12,9 @@ import torch
 
 from stransfer import losses, tiling, winograd
 from stransfer.backbone import VGGFeatures, deepest_layer
-from stransfer.config import each, param
+from stransfer.config import each, param, with_defaults
 from stransfer.device import Runtime
-from stransfer.engines import EngineInputs, EngineSpec, Guide, Styles, style_set
+from stransfer.engines import EngineInputs, EngineSpec, Guide, Styles, SynthesizerSpec, style_set
 from stransfer.errors import ConfigError
 from stransfer.events import EventCallback, Snapshot, Step, ignore
 from stransfer.images import fit_long_side, resize
@@ -303,6 +304,7 @@ class Gatys:
 # Texture synthesis (Gatys et al. 2015; Risser et al. 2017): the same optimiser with no photo to keep, started
 # from noise. Gram alone lets colours wash out and drift in long runs; Risser's histogram term holds them.
 TEXTURE_DEFAULTS = {"content_weight": 0.0, "init": "noise", "style_loss": "gram:1,histogram:1"}
+GatysTextureConfig = with_defaults(GatysConfig, "GatysTextureConfig", **TEXTURE_DEFAULTS)
 
 # VGG's zero padding shows the network where the canvas ends, and the optimiser paints edge strokes there: a
 # texture from Starry Night at 1024 px had a darker frame (the outer 8 px 9% darker than the middle) and the
@@ -339,4 +341,38 @@ def build(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> Gatys:
     return Gatys(config, runtime, backbone.to(runtime.device), inputs)
 
 
+class GatysTexture:
+    """The Gatys engine as a texture maker: its seeded noise optimised toward the styles alone."""
+
+    name: ClassVar[str] = "gatys"
+
+    def __init__(self, engine: Gatys) -> None:
+        self.engine = engine
+
+    def prepare(self, styles: list[torch.Tensor]) -> Styles:
+        return self.engine.prepare(styles)
+
+    def synthesize(self, styles: Styles, height: int, width: int, seed: int,
+                   on_event: EventCallback = ignore) -> torch.Tensor:
+        """The style is seen at the texture's size unless a style_scale was given, but never enlarged: a texture
+        bigger than the artwork repeats its strokes at their own size rather than blowing them up."""
+        long_side = max(height, width)
+        given = self.engine.inputs.style_scale
+        scale = given if given is not None else min(1.0, max(styles.images[0].shape[-2:]) / long_side)
+        engine = copy.copy(self.engine)  # the same networks, with the style scale of this size
+        engine.inputs = dataclasses.replace(engine.inputs,
+                                            style_scale=scale * long_side / max(texture_canvas(height, width)[:2]))
+        torch.manual_seed(seed)  # the engine's noise start
+        return synthesize_texture(engine, styles, height, width, on_event)
+
+
+def build_texture(config: GatysConfig, runtime: Runtime, inputs: EngineInputs) -> GatysTexture:
+    if config.content_weight != 0:
+        raise ConfigError("a texture has no content image: 'content_weight' must be 0")
+    return GatysTexture(build(config, runtime, inputs))
+
+
 SPEC = EngineSpec(name="gatys", config_type=GatysConfig, build=build, style_input="images", refines=True)
+TEXTURE_SPEC = SynthesizerSpec(name="gatys", config_type=GatysTextureConfig, build=build_texture,
+                               style_input="images", fixed=("content_weight", "content_layers", "init"),
+                               summary="the Gatys optimiser from noise (any style image; minutes)")

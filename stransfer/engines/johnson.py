@@ -18,6 +18,7 @@ from stransfer import tiling
 from stransfer.config import param
 from stransfer.device import Runtime
 from stransfer.engines import EngineInputs, EngineSpec, Styles, pad_to_multiple
+from stransfer.engines.named import model_styles, style_code
 from stransfer.errors import ModelError, UsageError
 from stransfer.events import EventCallback, ignore
 from stransfer.images import resize
@@ -173,17 +174,6 @@ class TransformerNet(nn.Module):
         return one.eval().requires_grad_(False)
 
 
-def model_styles(payload: dict[str, Any], path: Path) -> list[str]:
-    """The names of the styles a model file holds, in the order of its norm tables' rows."""
-    styles = payload.get("styles")
-    if styles is None:  # a one-style file from before multi-style models
-        return [str(payload.get("style") or path.stem)]
-    if (not isinstance(styles, list) or not styles or not all(isinstance(s, str) and s for s in styles)
-            or len(set(styles)) != len(styles)):
-        raise ModelError(f"{path}: 'styles' must be a list of distinct style names")
-    return styles
-
-
 def load_transformer(path: Path) -> tuple[TransformerNet, dict[str, Any]]:
     payload = load_model(path, "johnson")
     styles = model_styles(payload, path)
@@ -206,27 +196,6 @@ def save_transformer(path: Path, net: TransformerNet, styles: list[str], style_i
         identity = {**identity, "style": styles[0], "style_image": style_images[0]}
     return save_model(path, "johnson", state, format_version=1 if len(styles) == 1 else MULTISTYLE_FORMAT_VERSION,
                       styles=styles, style_images=style_images, **identity)
-
-
-def style_code(held: list[str], picked: list[str], weights: list[float] | None, model: str) -> torch.Tensor:
-    """Weights over a model's styles (`held`) for styles picked by name, blended by `weights` (normalised;
-    equal when None). Nothing picked: the one style of a one-style model."""
-    listing = ", ".join(held)
-    if not picked:
-        if len(held) > 1:
-            raise UsageError(f"`model` {model} holds {len(held)} styles: pick one with `style` NAME or blend several "
-                             f"with `style` A `style` B [`style_blend` 0.7,0.3] ({listing})")
-        picked = held
-    if weights is not None and len(weights) != len(picked):
-        raise UsageError(f"`style_blend` has {len(weights)} weights for {len(picked)} style{'s' * (len(picked) > 1)}")
-    code = torch.zeros(len(held))
-    for name, weight in zip(picked, weights or [1 / len(picked)] * len(picked)):
-        if name not in held:
-            hint = ("; `method` johnson takes style names, not style images" if Path(name).suffix or "/" in name
-                    else "")
-            raise UsageError(f"`model` {model} holds no style '{name}' (its styles: {listing}){hint}")
-        code[held.index(name)] += weight
-    return code
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ RUN_CONFIG = "config.json"
 
 
 def _registry() -> dict[str, TrainerSpec]:
-    from stransfer.train import adain, johnson
+    from stransfer.train import adain, johnson, texture
 
-    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC)}
+    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC)}
 
 
 TRAINERS: dict[str, TrainerSpec] = _registry()

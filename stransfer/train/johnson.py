@@ -17,12 +17,13 @@ from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, each, param
 from stransfer.device import Runtime
 from stransfer.errors import InputError, UsageError
-from stransfer.engines.johnson import (ConvLayer, InstanceNorm, JohnsonArch, TransformerNet, model_styles,
+from stransfer.engines.johnson import (ConvLayer, InstanceNorm, JohnsonArch, TransformerNet,
                                       save_transformer)
 from stransfer.images import fit_long_side, grid, load_image, resize
 from stransfer.train.data import CropSampler, balanced_choices, list_images, load_previews, split
 from stransfer.train.loop import TrainConfig
 from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
+from stransfer.train.styles import check_styles, styles_of_init
 
 
 @dataclass(frozen=True)
@@ -250,45 +251,6 @@ class JohnsonTask:
                          backbone=self.cfg.backbone, train_config=as_dict(self.cfg), steps=steps, record=record)
 
 
-def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool,
-                 style_weight: tuple[float, ...]) -> None:
-    """Style names (the images' stems) must be distinct; --add-style's must be new to the --init model; a run
-    continuing a model (--init without --add-style) trains as many styles as it holds, row for row; style_weight
-    is one number or one per style trained; a style the model holds must be given in its own row."""
-    if len(style_weight) not in (1, len(paths)):
-        raise UsageError(f"--style-weight has {len(style_weight)} values for {len(paths)} style image(s): give "
-                         "one for every style, or one per style image, in their order")
-    names = [p.stem for p in paths]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UsageError(f"two style images named '{twice[0]}': a style's name is its file name, so they must differ")
-    if init is None:
-        return
-    held = init["styles"]
-    if add_style:
-        clash = [n for n in names if n in held]
-        if clash:
-            raise UsageError(f"--init {init['path']} already holds style '{clash[0]}' (its styles: {', '.join(held)})")
-    elif len(held) != len(names):
-        raise UsageError(f"--init {init['path']} holds {len(held)} styles ({', '.join(held)}) and -s gives "
-                         f"{len(names)}: continue a model with one -s per style, in its order, or add styles "
-                         "with --add-style")
-    else:
-        # Row i trains toward the i-th image, so a style given out of order would silently retrain another
-        # style's row. A name the model does not hold is allowed: a trained network is a good start for a new style.
-        for i, n in enumerate(names):
-            if n in held and held[i] != n:
-                raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
-                                 f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
-
-
-def _styles_of_init(payload: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The --init model's styles and their images, which --add-style keeps and -s must give row for row."""
-    styles = model_styles(payload, path)
-    images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
-    return {"styles": styles, "style_images": [str(i) for i in images]}
-
-
 def _check(cfg: JohnsonTrainConfig, paths: dict[str, list[Path]], init: dict[str, Any] | None,
            add_style: bool) -> None:
     check_styles(paths["style"], init, add_style, cfg.style_weight)
@@ -319,7 +281,7 @@ SPEC = TrainerSpec(
     model_engine="johnson",
     run_name=lambda paths: "+".join(p.stem for p in paths["style"]),
     check=_check,
-    describe_init=_styles_of_init,
+    describe_init=styles_of_init,
     grows=("width",),
     adds_styles_to="style",
 )

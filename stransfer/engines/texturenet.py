@@ -1,0 +1,160 @@
+"""Feed-forward texture generators: Ulyanov et al. (2016), "Texture Networks", with the instance norm of Ulyanov
+et al. (2017), "Improved Texture Networks"; several textures in one network through a selection unit, as in Li et
+al. (2017), "Diversified Texture Synthesis with Feed-forward Networks"."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stransfer.config import param
+from stransfer.device import Runtime
+from stransfer.engines import EngineInputs, Styles, SynthesizerSpec
+from stransfer.engines.named import model_styles, style_code
+from stransfer.errors import ModelError, UsageError
+from stransfer.events import EventCallback, ignore
+from stransfer.weights import find_model, load_model, save_model
+
+ENGINE = "texturenet"
+
+
+@dataclass(frozen=True)
+class TextureNetArch:
+    # Noise at the full size and at 1/2, 1/4, ... of it: the coarsest scale sets the largest structure the network
+    # can place (1/32 of a 256 px training sample is 8 px of noise, each cell steering a 32 px region).
+    scales: int = 6
+    noise_channels: int = 3
+    # Channels each scale adds to the path that joins them (the paper's 8): the finest join has scales x width.
+    width: int = 8
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    """The paper's unit: 3x3, 3x3, 1x1 convolutions, each with instance norm and a leaky ReLU. Replicated edges:
+    a coarse scale of a small texture may be one pixel wide, where reflection is undefined."""
+    layers: list[nn.Module] = []
+    for kernel, c_in in ((3, cin), (3, cout), (1, cout)):
+        if kernel == 3:
+            layers.append(nn.ReplicationPad2d(1))
+        layers += [nn.Conv2d(c_in, cout, kernel), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.1)]
+    return nn.Sequential(*layers)
+
+
+class TextureGenerator(nn.Module):
+    """Noise at `arch.scales` scales, coarse to fine: each scale's noise (with the texture's selection code beside
+    it, for a network of several textures) passes a block; the path so far is upsampled to the next scale, its
+    statistics normalised, joined to that scale's block by concatenation and mixed by another block; a 1x1
+    convolution and a sigmoid make RGB in [0, 1]. Fully convolutional: any size, odd ones too."""
+
+    def __init__(self, arch: TextureNetArch, textures: int = 1) -> None:
+        super().__init__()
+        self.arch, self.textures = arch, textures
+        code = textures if textures > 1 else 0
+        self.code_channels = code
+        self.inputs = nn.ModuleList(_block(arch.noise_channels + code, arch.width) for _ in range(arch.scales))
+        # joins[k] mixes scale k's block with the path from the scales coarser than k (the coarsest has none)
+        self.joins = nn.ModuleList(
+            _block(arch.width * (arch.scales - k), arch.width * (arch.scales - k)) for k in range(arch.scales - 1))
+        self.up_norms = nn.ModuleList(
+            nn.InstanceNorm2d(arch.width * (arch.scales - k - 1), affine=True) for k in range(arch.scales - 1))
+        self.to_rgb = nn.Conv2d(arch.width * arch.scales, 3, 1)
+
+    def forward(self, noises: list[torch.Tensor], code: torch.Tensor | None = None) -> torch.Tensor:
+        """`noises[k]`: (N, noise_channels, H_k, W_k) at scale k (0 = full size); `code`: (N, textures) weights
+        over the network's textures (None for a one-texture network)."""
+        path: torch.Tensor | None = None
+        for k in reversed(range(self.arch.scales)):
+            z = noises[k]
+            if self.code_channels:
+                if code is None:
+                    raise ValueError("a network of several textures needs a selection code")
+                z = torch.cat([z, code.to(z)[:, :, None, None].expand(-1, -1, *z.shape[-2:])], 1)
+            block = self.inputs[k](z)
+            if path is None:
+                path = block
+                continue
+            path = F.interpolate(path, size=block.shape[-2:], mode="nearest")
+            path = self.joins[k](torch.cat([self.up_norms[k](path), block], 1))
+        assert path is not None
+        return torch.sigmoid(self.to_rgb(path))
+
+
+def scale_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:
+    """The noise size at each scale: the full size, then halved (rounding up) at each coarser one."""
+    sizes = [(height, width)]
+    for _ in range(scales - 1):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def noise(arch: TextureNetArch, height: int, width: int, seeds: list[int]) -> list[torch.Tensor]:
+    """Uniform noise at every scale, one sample per seed: a sample depends on its own seed alone, never on the
+    batch it is drawn in, so a seed gives the same texture bit for bit at any --count."""
+    per_sample = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        per_sample.append([torch.rand(1, arch.noise_channels, h, w, generator=g)
+                           for h, w in scale_sizes(height, width, arch.scales)])
+    return [torch.cat(level) for level in zip(*per_sample)]
+
+
+@dataclass(frozen=True)
+class TextureNetConfig:
+    model: str = param("textures", help="Trained texture model: a NAME from `stransfer models` or a .pth path.")
+
+
+def load_generator(path: Path) -> tuple[TextureGenerator, dict[str, Any]]:
+    payload = load_model(path, ENGINE)
+    textures = model_styles(payload, path)
+    try:
+        net = TextureGenerator(TextureNetArch(**payload["arch"]), len(textures))
+        net.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ModelError(f"{path}: texture model does not match its architecture ({e})") from None
+    return net.eval().requires_grad_(False), {**payload, "styles": textures}
+
+
+def save_generator(path: Path, net: TextureGenerator, textures: list[str], images: list[str],
+                   **identity: Any) -> Path:
+    return save_model(path, ENGINE, net.state_dict(), styles=textures, style_images=images, holds="textures",
+                      arch=dataclasses.asdict(net.arch), **identity)
+
+
+class TextureNet:
+    """A trained generator as a texture maker: pick a texture by name, or blend several codes."""
+
+    name: ClassVar[str] = "net"
+
+    def __init__(self, net: TextureGenerator, runtime: Runtime, held: list[str], inputs: EngineInputs,
+                 model: str) -> None:
+        self.net, self.runtime, self.held = net.to(runtime.device), runtime, held
+        self.inputs, self.model = inputs, model
+
+    def prepare(self, styles: list[Any]) -> Styles:
+        if any(not isinstance(s, str) for s in styles):
+            raise UsageError(f"`method` {self.name} takes the names of the model's textures ({', '.join(self.held)}), "
+                             "not images")
+        code = style_code(self.held, list(styles), self.inputs.style_weights, self.model)
+        return Styles([], {"code": code})
+
+    def synthesize(self, styles: Styles, height: int, width: int, seed: int,
+                   on_event: EventCallback = ignore) -> torch.Tensor:
+        code = styles.by_size["code"][None] if self.net.textures > 1 else None
+        levels = [z.to(self.runtime.device) for z in noise(self.net.arch, height, width, [seed])]
+        with torch.no_grad(), self.runtime.autocast():
+            return self.net(levels, code).float().clamp(0, 1).cpu()
+
+
+def build(config: TextureNetConfig, runtime: Runtime, inputs: EngineInputs) -> TextureNet:
+    net, payload = load_generator(find_model(config.model))
+    return TextureNet(net, runtime, payload["styles"], inputs, config.model)
+
+
+SPEC = SynthesizerSpec(name="net", config_type=TextureNetConfig, build=build, style_input="names",
+                       summary="a trained texture network (one pass, any size; -s picks its textures)")

@@ -1,0 +1,49 @@
+"""The styles of a network that holds several by name (multi-style Johnson, multi-texture): which images a run
+may give for them, and what a run from such a model (--init) keeps of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stransfer.engines.named import model_styles
+from stransfer.errors import UsageError
+
+
+def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool,
+                 style_weight: tuple[float, ...]) -> None:
+    """Style names (the images' stems) must be distinct; --add-style's must be new to the --init model; a run
+    continuing a model (--init without --add-style) trains as many styles as it holds, row for row; style_weight
+    is one number or one per style trained; a style the model holds must be given in its own row."""
+    if len(style_weight) not in (1, len(paths)):
+        raise UsageError(f"--style-weight has {len(style_weight)} values for {len(paths)} style image(s): give "
+                         "one for every style, or one per style image, in their order")
+    names = [p.stem for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"two style images named '{twice[0]}': a style's name is its file name, so they must differ")
+    if init is None:
+        return
+    held = init["styles"]
+    if add_style:
+        clash = [n for n in names if n in held]
+        if clash:
+            raise UsageError(f"--init {init['path']} already holds style '{clash[0]}' (its styles: {', '.join(held)})")
+    elif len(held) != len(names):
+        raise UsageError(f"--init {init['path']} holds {len(held)} styles ({', '.join(held)}) and -s gives "
+                         f"{len(names)}: continue a model with one -s per style, in its order, or add styles "
+                         "with --add-style")
+    else:
+        # Row i trains toward the i-th image, so a style given out of order would silently retrain another
+        # style's row. A name the model does not hold is allowed: a trained network is a good start for a new style.
+        for i, n in enumerate(names):
+            if n in held and held[i] != n:
+                raise UsageError(f"-s gives '{n}' as style {i + 1}, but --init {init['path']} holds it as style "
+                                 f"{held.index(n) + 1}: give its styles in its order ({', '.join(held)})")
+
+
+def styles_of_init(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The --init model's styles and their images, which --add-style keeps and -s must give row for row."""
+    styles = model_styles(payload, path)
+    images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
+    return {"styles": styles, "style_images": [str(i) for i in images]}
