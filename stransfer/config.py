@@ -184,6 +184,26 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
     return cls(**values)
 
 
+def from_text(cls: type, key: str, text: str) -> Any:
+    """The value of setting `key` of `cls` written as text (a flag's, or a sweep's KEY=V), by the field's type;
+    build() then checks it as any value. An unknown key or unreadable text is a ConfigError naming the key."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        raise _fail(key, f"unknown key '{key}' (known keys: {', '.join(fields)})", None)
+    tp = hints[key]
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    try:
+        if tp in (int, float):
+            return tp(text)
+        if tp is bool:
+            return {"true": True, "false": False}[text.strip().lower()]
+    except (ValueError, KeyError):
+        raise _fail(key, f"'{key}' must be {_type_name(tp)} (got {text!r})", None) from None
+    return text  # strings, and lists and parsed fields, which build() reads from text itself
+
+
 def with_defaults(cls: type[T], name: str, **defaults: Any) -> type[T]:
     """`cls` under another name with other defaults for some fields, their ranges and help kept: the settings of
     a command that uses an engine its own way (a texture is Gatys with no content), shown with its defaults."""

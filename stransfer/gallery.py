@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
 
 from stransfer.api import Stylizer
+from stransfer.config import from_text
 from stransfer.device import Runtime
 from stransfer.drawing import BACKGROUND, INK, MUTED, font
 from stransfer.engines import ENGINES
@@ -71,8 +73,9 @@ def sheet(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torc
     return canvas
 
 
-def settings(methods: str, sweep: str | None) -> list[tuple[str, dict[str, str]]]:
-    """--methods gatys,adain -> one (engine, {}) per cell; --sweep alpha=0.25,1 -> one (engine, setting) each."""
+def settings(methods: str, sweep: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """--methods gatys,adain -> one (engine, {}) per cell; --sweep alpha=0.25,1 -> one (engine, setting) each, the
+    values read as the setting's type."""
     names = [m.strip() for m in methods.split(",") if m.strip()]
     for m in names:
         if m not in ENGINES:
@@ -82,11 +85,12 @@ def settings(methods: str, sweep: str | None) -> list[tuple[str, dict[str, str]]
     key, _, values = sweep.partition("=")
     if len(names) != 1 or not values:
         raise UsageError("--sweep KEY=V1,V2 needs exactly one engine in --methods")
-    return [(names[0], {key.strip(): v}) for v in values.split(",")]
+    key = key.strip()
+    return [(names[0], {key: from_text(ENGINES[names[0]].config_type, key, v)}) for v in values.split(",")]
 
 
 def run(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torch.Tensor]],
-        cell_settings: list[tuple[str, dict[str, str]]], runtime: Runtime, vgg_weights: Path | None = None,
+        cell_settings: list[tuple[str, dict[str, Any]]], runtime: Runtime, vgg_weights: Path | None = None,
         on_event: EventCallback = ignore) -> list[list[list[Cell]]]:
     """Every content through every (engine, setting) per style, timed; an engine whose trained model for a
     style is missing (johnson uses the model named after the style) gets an empty, captioned cell."""

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from stransfer import gallery
+from stransfer.errors import UsageError
 
 from conftest import cli, one_error_line
 
@@ -93,3 +94,12 @@ def test_gallery_sweep_needs_one_engine(capsys, tmp_path, make_image, methods):
     code, _, err = cli(capsys, "gallery", "-c", make_image("c.png"), "-s", make_image("s.png"), "-o",
                        tmp_path / "x.png", "--methods", methods, "--sweep", "alpha=0,1")
     assert code == 2 and "exactly one engine" in one_error_line(err)
+
+
+def test_a_sweep_reads_its_values_as_the_settings_type():
+    assert gallery.settings("adain", "alpha=0.25,1") == [("adain", {"alpha": 0.25}), ("adain", {"alpha": 1.0})]
+    assert gallery.settings("swap", "patch_size=3,5") == [("swap", {"patch_size": 3}), ("swap", {"patch_size": 5})]
+    with pytest.raises(UsageError, match="'alpha' must be a number"):
+        gallery.settings("adain", "alpha=half")
+    with pytest.raises(UsageError, match="unknown key 'colour'"):
+        gallery.settings("adain", "colour=1")
