@@ -201,6 +201,21 @@ def test_adain_swap_fraction_trains_the_last_stylised_items_on_style_swap_target
     assert not torch.allclose(seen[0][7:8], adain(own[7:8], *losses.mean_std(style_maps[5:6])), atol=1e-3)
 
 
+def test_swap_inverse_network_objective_is_swapped_features_plus_smoothness(photo_folder, random_vgg16):
+    """Chen & Schmidt's inverse network: every stylised item on style-swap's target, no style term, and total
+    variation of the stylised outputs; its previews decode swapped features."""
+    files = sorted(photo_folder.glob("*.png"))
+    cfg = AdainTrainConfig(batch_size=4, crop_size=32, swap_fraction=1.0, style_weight=0.0, tv_weight=2.0)
+    task = AdainTask(cfg, Runtime(torch.device("cpu")), random_vgg16, files, files, files[:2], files[:2])
+    total, logged = task.loss(task.batch(0), task.model)
+    assert task.swap_items() == 3 and set(logged) == {"content", "style", "identity", "tv", "total"}
+    expected = logged["content"] + logged["identity"] + 2.0 * logged["tv"]
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    with torch.no_grad():
+        sheet = task.preview()
+    assert sheet.shape[1] == 3 and sheet.shape[-2] > 3 * 32
+
+
 @pytest.mark.parametrize("spec", ["meanstd", "gram", "gram:1,meanstd:0.5"])
 def test_adain_style_term_is_the_configured_loss_against_each_items_own_style(photo_folder, random_vgg16, spec):
     """style_loss picks the decoder's style loss from the registry: each stylised item's output is scored at

@@ -54,6 +54,9 @@ class AdainTrainConfig(TrainConfig):
     # than AdaIN's, so the one shipped decoder learns to render both engines' features (-m adain and -m swap).
     swap_fraction: float = param(0.0, ge=0.0, le=1.0, help=(
         "Share of the stylised items trained on style-swap's features instead of AdaIN's (for -m swap)."))
+    # Chen & Schmidt's inverse network is trained to give back the swapped features through the encoder, plus
+    # this smoothness term (with swap_fraction 1 and style_weight 0).
+    tv_weight: float = param(0.0, ge=0.0, help="Weight of total variation (smoothness) of the stylised outputs.")
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"), help="Encoder.")
 
 
@@ -101,10 +104,10 @@ class AdainTask:
             style_targets = self.objective.targets(style_f)
         own, style_maps = content_f[ENCODER_LAYER].float(), style_f[ENCODER_LAYER].float()
         k = style.shape[0] - self.swap_items()  # items [n:n + k] take AdaIN's target, the rest style-swap's
-        mean, std = losses.mean_std(style_maps[:k])
+        adained = [adain(own[n:n + k], *losses.mean_std(style_maps[:k]))] if k else []
         swapped = [swap_features(own[n + i:n + i + 1], [style_maps[i:i + 1]], SwapConfig.patch_size)
                    for i in range(k, style.shape[0])]
-        target = torch.cat([own[:n], adain(own[n:n + k], mean, std), *swapped])
+        target = torch.cat([own[:n], *adained, *swapped])
         skips = None
         if n:
             strength = torch.zeros(content.shape[0], 1, 1, 1, device=own.device)
@@ -118,15 +121,21 @@ class AdainTask:
         if n:
             terms["identity"] = losses.content_loss({k: v[:n] for k, v in out_f.items()},
                                                     {k: v[:n] for k, v in content_f.items()})
+        if self.cfg.tv_weight:
+            terms["tv"] = losses.total_variation(out[n:].float())
         return losses.weighted_total(terms, {"content": self.cfg.content_weight, "style": self.cfg.style_weight,
-                                             "identity": self.cfg.identity_weight})
+                                             "identity": self.cfg.identity_weight, "tv": self.cfg.tv_weight})
 
     def preview(self) -> torch.Tensor:
+        """Content, style, and the decoder's output from AdaIN's target (style-swap's, for a decoder trained on
+        swapped features alone)."""
         rows = [[], [], []]
+        swapped_only = self.swap_items() == self.cfg.batch_size - self.identity_items()
         for content, style in self.preview_pairs:
             c, s = content.to(self.runtime.device), style.to(self.runtime.device)
-            target = adain(self.encoder(c, [ENCODER_LAYER])[ENCODER_LAYER],
-                           *losses.mean_std(self.encoder(s, [ENCODER_LAYER])[ENCODER_LAYER]))
+            own, theirs = (self.encoder(x, [ENCODER_LAYER])[ENCODER_LAYER].float() for x in (c, s))
+            target = (swap_features(own, [theirs], SwapConfig.patch_size) if swapped_only
+                      else adain(own, *losses.mean_std(theirs)))
             rows[0].append(content)
             rows[1].append(style)
             rows[2].append(self.model(target).float().clamp(0, 1).cpu())
