@@ -16,6 +16,12 @@ its memory, is full after 51, so the peak is the default schedule's in about hal
 minutes on 2 AVX-512 cores running the AVX2 code paths (all three caps, benchmarks/timing.py), 44 of them Gatys:
 two 512x512 images 5.6 minutes, the 1024 and 2048 px memory rows 7.7 and 31 minutes. An AVX2-only chip has not
 timed it.
+
+The engines' tiling budgets (BYTES_PER_PIXEL) come from peaks like these: peak RSS at 1024x768 less that at
+256x192, per added pixel, --tile off. Johnson, fp32, shipped architecture: 550 bytes (0.38 GB; 360 with glibc's
+own malloc settings, which keep no freed blocks), budgeted at 600. AdaIN and swap, fp32 and bf16, on AVX-512 and
+AVX2 code paths: at most 1,300 at alpha 1, budgeted at 1,400; 1,903 (swap, AVX2 paths) with the content skips
+of alpha < 1, budgeted at 1,400 + 550. Two runs of one command differed by about 10%.
 """
 
 from __future__ import annotations

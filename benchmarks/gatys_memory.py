@@ -6,6 +6,12 @@ Runs the real `stransfer stylize -m gatys` single-scale, untiled, in a fresh pro
 prints each peak RSS (from the kernel) and the bytes each added output pixel cost between the two sizes. With a
 few evaluations this is the network pass and the loss; L-BFGS's history (50 pairs of image-sized vectors) fills
 only after 50, so run `--evaluations 60` to see it. About 6 minutes on 2 AVX2 cores with the defaults.
+
+The budget it set (engines/gatys.py's BYTES_PER_PIXEL, fp32, 5,700): the Gram evaluation 3,600 bytes per pixel
+(2,800 with glibc's own malloc settings, which stransfer trades for faster evaluations: benchmarks/allocator.py),
+plus 2,100 for L-BFGS's history and buffers, read from a 1024 px texture's full run. That history is why the
+budget must count it: a budget of 1,800 (a bf16 figure without it) once let such a texture run untiled to a
+6.97 GB peak.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ against the bare network: the same forward + backward with no loss (a gradient o
 
 Uses the real VGG16 weights (fetched into the cache on first use) and examples/ images. About a minute on 2
 AVX2-only cores.
+
+The gap between the two is the losses' cost, which two choices in stransfer/losses.py cut: the Gram product's
+own backward (one product where autograd takes two: a 512 px evaluation on 1 thread 5.9 s, not 6.7 s), and the
+Gram product in bf16 under autocast (12% of an evaluation at 512 px, final distances unchanged).
 """
 
 from __future__ import annotations

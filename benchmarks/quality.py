@@ -16,6 +16,16 @@ covariance (FACTS.md), which has the palette and no texture. "vs colour" is the 
 baseline's: at 1 the model is no more than a colour filter.
 
 About a minute per run (8 photos or pairs at 512 px) on 2 AVX2-only cores.
+
+Two defaults were set from runs of this script (held-out pairs, 512 px, the shipped decoder):
+- the content skips' weight (1 - alpha)^2 (engines/onepass.py's skip_weight): with 1 - alpha, alpha 0.5 kept
+  content distance 0.16 on the way from 0.02 (alpha 0) to 0.77 (alpha 1) and still looked like the photo;
+  squared, 0.43.
+- swap's alpha 0.7 (engines/swap.py): at 0.8 (the photo's shallow features weigh 0.04 in the skips) content
+  1.17 on 8 held-out pairs; at 0.7 (weight 0.09), matching in the style's statistics, style ratio 0.41 and
+  content 0.87 on those pairs, 0.57 and 0.91 on 8 held-out training photos. Matching in the style's statistics
+  rather than the photo's (swap_features) took the ratio from 0.66 to 0.57 at content 0.83 -> 0.91, a better
+  trade than alpha gives (0.8: 0.54 at content 1.23). weights/records/adain_vgg16.json holds the full runs.
 """
 
 from __future__ import annotations

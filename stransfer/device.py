@@ -75,16 +75,16 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type in ("cpu", "mps")
 
 
-# The timed matmul tells emulated bf16 (0.01-0.02x fp32's speed) from native (1.5-3.4x), which lie far apart.
-# Its 0.1 ms fp32 product is short enough for a busy machine to blur the native ratio below 1: with 1.0 as the
-# line, two runs of the test suite's tiny training resolved auto differently. So only a clear miss means emulated.
+# Emulated bf16 runs at a small fraction of fp32's speed and native bf16 faster than it, so the line sits far
+# below 1: the timed product is short enough for a busy machine to blur a native ratio below 1 (a line at 1.0
+# made auto flip between runs), so only a clear miss means emulated.
 EMULATED_BF16_BELOW = 0.25
 
 
 def native_bf16(device: torch.device) -> bool:
     """bf16 that runs in hardware (so it is faster, not just emulated): Ampere+ GPUs, and CPUs whose flags
-    (/proc/cpuinfo; elsewhere we do not guess) claim AVX-512 BF16 or AMX and whose bf16 matmul is not timed
-    emulation-slow (`cpu_bf16_speedup`)."""
+    (/proc/cpuinfo; elsewhere we do not guess) claim bf16 instructions (`cpu_claims_bf16`) and whose bf16
+    matmul is not timed emulation-slow (`cpu_bf16_speedup`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -100,8 +100,7 @@ def cpu_claims_bf16() -> bool:
 @functools.cache  # process-wide: a few milliseconds where bf16 is native, under a second where it is not
 def cpu_bf16_speedup(side: int = 256, repeats: int = 5) -> float:
     """fp32 matmul time over bf16's on this CPU, best of a few. Flags can lie: with oneDNN capped below its bf16
-    kernels (ONEDNN_MAX_CPU_ISA=AVX2) an AMX chip emulates bf16 matmul about 100x slower than fp32, where natively
-    it runs 2x faster."""
+    kernels (ONEDNN_MAX_CPU_ISA), a chip whose flags claim bf16 emulates it, far slower than fp32."""
     a, b = torch.rand(side, side), torch.rand(side, side)
     operands = ((a, b), (a.bfloat16(), b.bfloat16()))
     best = [float("inf")] * len(operands)
@@ -115,8 +114,8 @@ def cpu_bf16_speedup(side: int = 256, repeats: int = 5) -> float:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none). AVX2-only CPUs lack the bf16
-    ones: there autocast emulates bf16 matmul about 400x slower than fp32, so auto must never pick it."""
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none). Where the bf16 ones are missing,
+    autocast emulates bf16 matmul far slower than fp32, so auto must never pick it."""
     try:
         with open("/proc/cpuinfo") as f:
             return set(next((line for line in f if line.startswith("flags")), "").split())
@@ -126,9 +125,9 @@ def cpu_flags() -> set[str]:
 
 # glibc's malloc serves each block over 32 MB (every feature map of VGG's first blocks from 512 px up) with a
 # fresh mmap and unmaps it on free, so every pass faults in, and the kernel zeroes, gigabytes of new pages. From
-# the heap, never trimmed, the same pages serve pass after pass: on 2 AVX2 cores, fp32, a Gatys evaluation runs
-# 1.31x faster, an AdaIN image 1.37x, a Johnson image 1.94x, for a higher peak (freed blocks leave holes that a
-# slightly larger block does not fit), which the engines' tiling budgets count (benchmarks/allocator.py).
+# the heap, never trimmed, the same pages serve pass after pass: every engine runs faster, for a higher peak
+# (freed blocks leave holes that a slightly larger block does not fit) that the engines' tiling budgets count.
+# benchmarks/allocator.py measures both.
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 GLIBC_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 
@@ -165,7 +164,8 @@ def make_runtime(
         raise UsageError(f"`precision` must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     why = "asked for"
     if precision == "auto":
-        # bf16 where the hardware runs it natively: measured on the engines, same quality, 1.5-1.7x faster.
+        # bf16 only where the hardware runs it natively: there it is faster at the same quality
+        # (benchmarks/gatys_quality_speed.py, johnson_speed.py, adain_speed.py); emulated, far slower.
         precision = "bf16" if native_bf16(dev) else "fp32"
         why = f"auto: {'native' if precision == 'bf16' else 'no native'} bf16 on this {dev.type}"
         if dev.type == "cpu" and cpu_claims_bf16():

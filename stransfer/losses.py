@@ -18,8 +18,8 @@ class _SelfProduct(torch.autograd.Function):
     """F F^T for F of shape (B, C, N). Autograd's own backward of bmm(f, f.transpose) takes two products and
     adds them across layouts (one of them transposed); G is symmetric, so one product does: dF = (dG + dG^T) F.
     It is computed in F's own layout, so a channels-last feature map gets a channels-last gradient and the sum
-    with the gradient from the next layer stays a plain add. A Gatys evaluation at 512 px (1 thread) took 6.7 s
-    with autograd's backward and 5.9 s with this one; benchmarks/gatys_speed.py compares it with the bare VGG16."""
+    with the gradient from the next layer stays a plain add, which makes a Gatys evaluation faster
+    (benchmarks/gatys_speed.py compares it with the bare VGG16)."""
 
     @staticmethod
     def forward(ctx: Any, f: torch.Tensor) -> torch.Tensor:
@@ -37,8 +37,8 @@ class _SelfProduct(torch.autograd.Function):
 
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix F F^T / (C H W) per batch item, returned in fp32. The product runs in the features' own
-    dtype: under bf16 autocast that is bf16 with fp32 accumulation, 12% of a Gatys evaluation saved at 512 px
-    with unchanged final distances; fp32 features give an fp32 product."""
+    dtype: under bf16 autocast that is bf16 with fp32 accumulation, faster with unchanged final distances
+    (benchmarks/gatys_quality_speed.py); fp32 features give an fp32 product."""
     b, c, h, w = features.shape
     f = features.reshape(b, c, h * w)
     return _SelfProduct.apply(f).float() / (c * h * w)
@@ -55,7 +55,7 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def relative_sq_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """||x - target||^2 / ||target||^2 per batch item: scale-free, so layers of very different magnitude
-    weigh the same (the reference metric of FACTS.md uses exactly this form)."""
+    weigh the same (the reference metric, stransfer.metrics, uses exactly this form)."""
     dims = tuple(range(1, target.dim()))
     diff = (x.float() - target.float()).pow(2).sum(dim=dims)
     return diff / target.float().pow(2).sum(dim=dims).clamp_min(1e-12)
@@ -268,16 +268,13 @@ def _stats_term(features: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor
 # c of the polynomial kernel: with features scaled as in gram(), 1 weighs the channel means about as much as
 # the second moments at relu1_2 and less deeper down; 0 would be the Gram loss exactly.
 MMD_POLY_C = 1.0
-# Style patches per layer: all of them while they number at most this, else every 2nd (3rd, ...) pixel's. A
-# 256 px style then gives every patch at relu3_1 and relu4_1, and a 512 px style every 2nd at relu3_1 (2.5k
-# instead of 10k, so an evaluation at 512 px stays in seconds on a CPU) and all at relu4_1. With patches every
-# 2 pixels at every size, small styles had too few candidates (160 at relu4_1 for a 256 px style), so the
-# output gave up more of the photo for the same style: at 256 px, style ratio 0.50 at content 0.37, where all
-# patches give 0.44 at 0.38.
+# Style patches per layer: all of them while they number at most this, else every 2nd (3rd, ...) pixel's, so an
+# evaluation at 512 px stays in seconds on a CPU while a small style keeps every patch: a fixed stride left
+# small styles too few candidates, and the output gave up more of the photo for the same style
+# (benchmarks/style_losses.py).
 MRF_PATCH_BUDGET = 4096
-# mrf's weight counts this much (benchmarks/style_losses.py, tubingen x starry_night, default schedule): at the
-# full weight its output kept far less of the photo than Gram's (content distance 0.71 against 0.35 at 512 px);
-# at 0.4: style ratio 0.47, content 0.30 at 512 px, and 0.44 / 0.38 at 256 px (Gram: 0.39); at 0.5, 0.38 / 0.53.
+# mrf's weight counts this much: at the full weight its output keeps far less of the photo than Gram's, and at
+# 0.4 about as much (benchmarks/style_losses.py).
 MRF_SCALE = 0.4
 
 STYLE_LOSSES: dict[str, StyleLoss] = {

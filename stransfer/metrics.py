@@ -1,4 +1,6 @@
-"""The reference metric (../shared/FACTS.md): Gram style distance and relu3_3 content distance, on VGG16."""
+"""The reference metric the shipped models are judged by, on VGG16: style distance, the relative squared error
+of Gram matrices (Gatys et al. 2016) averaged over relu1_2, relu2_2, relu3_3 and relu4_3; content distance, that
+of the relu3_3 features (Johnson et al. 2016's content layer)."""
 
 from __future__ import annotations
 

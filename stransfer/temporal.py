@@ -15,8 +15,8 @@ import numpy as np
 
 from stransfer.errors import UsageError
 
-# DIS presets: ultrafast is noticeably noisier on slow pans; medium is ~20 ms a 480p pair on one core, a small
-# share of any engine's time per frame.
+# DIS presets: ultrafast is noticeably noisier on slow pans; medium costs a small share of any engine's time per
+# frame.
 PRESETS = ("ultrafast", "fast", "medium")
 
 
@@ -70,8 +70,7 @@ def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`image` sampled at (x, y) + flow[y, x], edges repeated: with flow = flow(cur, prev), the previous frame moved
     onto the current one. Lanczos (8x8): a blended output is warped again every frame, so an interpolation's blur
-    compounds; on benchmarks/video_flicker.py's johnson clip bilinear cost 0.02 more style ratio than bicubic,
-    and bicubic 0.006 more than Lanczos."""
+    compounds, and the sharpest interpolation loses the least style (benchmarks/video_flicker.py)."""
     cv2 = opencv()
     map_x, map_y = _grid(flow)
     out = cv2.remap(np.ascontiguousarray(image, dtype=np.float32), map_x, map_y, cv2.INTER_LANCZOS4,

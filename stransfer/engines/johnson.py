@@ -203,9 +203,9 @@ class JohnsonConfig(tiling.TileConfig):
     model: str = param("starry_night", help="Trained model: a NAME from `stransfer models` or a .pth path.")
 
 
-# Working set of one inference pass per pixel: peak RSS at 1024x768, fp32, shipped architecture, was 0.38 GB
-# above that at 256x192 (550 B/px; 360 with glibc's own malloc settings, which keep no freed blocks: see
-# device.reuse_freed_memory); bf16 needs less, and the margin covers wider networks.
+# Working set of one inference pass per output pixel, fp32, shipped architecture, with stransfer's allocator
+# settings (device.reuse_freed_memory): what --tile auto budgets with (benchmarks/batch_memory.py measures the
+# peaks). bf16 needs less, and the margin covers wider networks.
 BYTES_PER_PIXEL = 600
 
 

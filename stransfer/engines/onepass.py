@@ -21,25 +21,23 @@ from stransfer.images import fit_long_side, resize
 
 ENCODER_LAYER = "relu4_1"
 
-# Content skips: the content's own features at each resolution the decoder climbs back to. relu4_1 alone
-# loses the fine detail (the 6000-step decoder without them reconstructed the content at distance 0.53,
-# between a 2x and a 4x blur); fed in with weight skip_weight(alpha), they give alpha 0 back its edges and
+# Content skips (not in the paper): the content's own features at each resolution the decoder climbs back to.
+# relu4_1 alone loses the fine detail (a decoder without them rebuilds the photo about as sharp as a 2x to 4x
+# blur: benchmarks/blur_floor.py); fed in with weight skip_weight(alpha), they give alpha 0 back its edges and
 # leave alpha 1, where they weigh nothing, the paper's decoder.
 SKIP_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
 
-# Working set of one encode + decode pass per pixel: peak RSS at 1024x768 less that at 256x192, per added pixel,
-# --tile off, the most of AdaIN and swap in fp32 (AVX-512 and AVX2 code paths) and bf16: 1300 B/px at alpha 1,
-# 1903 (swap, AVX2 paths) with the content skips (alpha < 1) held through the decode. The noise between two runs
-# of one command was about 10%. stransfer keeps freed blocks for reuse (device.reuse_freed_memory), which saves
-# the page faults of every new block but leaves holes that the next, slightly larger block does not fit.
+# Working set of one encode + decode pass per output pixel, the most of AdaIN and swap at either precision, and
+# what the content skips (alpha < 1) add, held through the decode: what --tile auto budgets with
+# (benchmarks/batch_memory.py measures the peaks). The margin covers run-to-run noise and the holes that reusing
+# freed blocks leaves (device.reuse_freed_memory), which the next, slightly larger block does not fit.
 BYTES_PER_PIXEL = 1400
 SKIP_BYTES_PER_PIXEL = 550
 
 
 def skip_weight(alpha: float) -> float:
-    # Squared so the output's distance from the photo climbs evenly with alpha: with 1 - alpha, alpha 0.5 kept
-    # content distance 0.16 on the way from 0.02 (alpha 0) to 0.77 (alpha 1) and still looked like the photo;
-    # squared it is 0.43 (held-out pairs, weights/README.md).
+    # Squared so the output's distance from the photo climbs evenly with alpha: with 1 - alpha the skips still
+    # weigh so much at alpha 0.5 that it looks like the photo (benchmarks/quality.py adain --alpha 0.5).
     return (1.0 - alpha) ** 2
 
 
@@ -68,7 +66,7 @@ class OnePass:
     def __init__(self, transform: FeatureTransform, encoder: VGGFeatures, decoder: torch.nn.Module,
                  runtime: Runtime, alpha: float, inputs: EngineInputs = EngineInputs(), tile: str = "auto",
                  tile_overlap: int = tiling.DEFAULT_OVERLAP) -> None:
-        # Channels-last: oneDNN's convolutions run 1.3x faster in it on the CPU (1024 px bf16: 3.7 s, not 4.7 s).
+        # Channels-last: oneDNN's convolutions run faster in it on the CPU (benchmarks/layout.py).
         self.encoder = winograd.adopt(encoder.to(runtime.device, memory_format=torch.channels_last), runtime)
         self.decoder = winograd.adopt(decoder.to(runtime.device, memory_format=torch.channels_last), runtime)
         self.transform = transform

@@ -1,8 +1,8 @@
 """Chen & Schmidt (2016), "Fast Patch-based Style Transfer of Arbitrary Style": every patch of the content's
 relu4_1 features is replaced by the style patch with the highest normalised cross-correlation, and the AdaIN
-decoder renders the swapped features (it was trained on AdaIN's, not on these: see weights/README.md). Unlike
-the paper, the content's features take the style's channel statistics (AdaIN) before they are matched
-(swap_features)."""
+decoder renders the swapped features (it was trained on AdaIN's, not on these: see
+weights/records/adain_vgg16.json). Unlike the paper, the content's features take the style's channel statistics
+(AdaIN) before they are matched (swap_features)."""
 
 from __future__ import annotations
 
@@ -121,9 +121,8 @@ def swap_features(content: torch.Tensor, maps: Sequence[torch.Tensor], patch_siz
     `content_stats` in place of their own, as a tile takes its whole image's; `style_stats`: those of `maps`,
     when already known). The paper matches the raw features, whose statistics are the photo's: its patches
     then keep choosing the few style patches nearest the photo's own, and the swapped map copies a narrow part
-    of the style. Matched in the style's statistics, on 8 held-out pairs (512 px, alpha 0.7, stride 2) the style
-    ratio fell from 0.66 to 0.57 at content 0.83 -> 0.91, a better trade than alpha gives (0.8: 0.54 at content
-    1.23); weights/README.md has the table."""
+    of the style. Matched in the style's statistics, the output gains more of the style than it gives up of the
+    photo, a better trade than alpha gives (benchmarks/quality.py swap)."""
     mean, std = style_stats or pooled_mean_std(channel_sums(m) for m in maps)
     return style_swap(adain(content, mean, std, content_stats), maps, patch_size, stride)
 
@@ -171,11 +170,9 @@ class SwapConfig(OnePassConfig):
     """AdaIN's settings (its decoder renders the swapped features; alpha 1 = swapped, 0 = the content rebuilt,
     with the same content skips, tiling), plus the patches."""
 
-    # The shipped decoder never trained on swapped features, and since its stage 2 (a Gram style loss) it
-    # renders them with more of the style and less of the photo: at 0.8 (the photo's shallow features weigh
-    # 0.04 in the decoder's skips) content 1.17 on 8 held-out pairs at 512 px; at 0.7 (weight 0.09), with the
-    # matching in the style's statistics (swap_features), style ratio 0.41 and content 0.87 on those pairs,
-    # 0.57 and 0.91 on 8 held-out training photos. weights/README.md has the tables.
+    # The shipped decoder renders swapped features, which it never trained on, with more of the style and less
+    # of the photo than AdaIN's, so swap keeps more of the content skips than AdaIN's default alpha 1
+    # (benchmarks/quality.py swap; weights/records/adain_vgg16.json).
     alpha: float = param(0.7, ge=0.0, le=1.0)
     # The paper's 3; larger patches copy larger pieces of the style at k*k the cost of each correlation.
     patch_size: int = param(3, ge=1, le=9, help="Patch side in relu4_1 cells, 8 px each.")

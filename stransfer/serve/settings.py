@@ -22,13 +22,13 @@ class ServeConfig:
     # (server.run gives each its share of threads) rather than add speed.
     workers: int = 1
     queue: int = 4  # runs that may wait behind the running ones; one more is answered 503 + Retry-After
-    max_size: int = 1024  # output long side: AdaIN takes about 8 s for 1024 px on 2 cores
+    max_size: int = 1024  # output long side: a one-pass engine still answers within seconds on a CPU
     # A phone photo is 12-50 MB at most as a JPEG; the decoder's memory grows with pixels, so both are capped
     # (16 MP decodes to a 192 MB float tensor, and only two decode at once).
     max_upload_bytes: int = 50 << 20
     max_pixels: int = 16_000_000
     request_timeout: float = 120.0  # seconds: every response, a queued synchronous stylisation included
-    job_timeout: float = 1800.0  # seconds a job may run: Gatys at 1024 px takes about 10 minutes on 2 cores
+    job_timeout: float = 1800.0  # seconds a job may run: room for a Gatys run at max_size on a few CPU cores
     engines: int = 6  # loaded Stylizers kept (AdaIN's weighs about 60 MB); the least recently used goes first
     jobs_kept: int = 64  # finished jobs kept with their results; the oldest finished go first
     workdir: Path | None = None  # the server's own temporary folder; None: made when the app is

@@ -75,7 +75,7 @@ class WorkQueue:
         self._closing = False
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
-        self._recent_seconds = 5.0  # a guess until runs are timed: an AdaIN image at 512 px on 2 cores is ~2 s
+        self._recent_seconds = 5.0  # a guess until runs are timed: a few one-pass images' worth on a CPU
         self._threads = [threading.Thread(target=self._work, name=f"stransfer-worker-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:

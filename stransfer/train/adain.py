@@ -24,8 +24,9 @@ from stransfer.weights import save_model, tensor_digest
 
 @dataclass(frozen=True)
 class AdainTrainConfig(TrainConfig):
-    # The paper trains 160k steps of 8 pairs of 256 px crops at lr 1e-4. On 2 CPU cores a step of that costs
-    # 7.7 s (bf16), so the shipped decoder sees 128 px crops (0.9 s a step) for 6k steps, at a higher rate.
+    # The paper trains 160k steps of 8 pairs of 256 px crops at lr 1e-4, far too slow on a CPU; here 128 px
+    # crops (a quarter of the pixels) for far fewer steps, at a higher rate (benchmarks/adain_speed.py times a
+    # step).
     steps: int = param(6000, ge=1)
     learning_rate: float = param(5e-4, gt=0.0)
     # Huang & Belongie decay the rate as lr / (1 + 5e-5 t).
@@ -38,11 +39,10 @@ class AdainTrainConfig(TrainConfig):
     style_weight: float = param(1.0, ge=0.0, help="Weight of the style loss.")
     content_weight: float = param(1.0, ge=0.0, help="Weight of the content loss.")
     # Identity term: a quarter of each batch is decoded from the content's own features (alpha = 0) and must
-    # give back the content at every encoder layer. Without it the decoder learns to invert features far too
-    # slowly for a few thousand steps: 900 steps without it left alpha 0 at content distance 0.98 and alpha 1
-    # at 1.1; 600 steps with it, 0.74 and 0.87 (weights/README.md). Those items get the content skips at
-    # strengths spread from 1 (alpha 0) down to 0, so the decoder also keeps learning to invert relu4_1 alone,
-    # which alpha 1 (no skips) relies on.
+    # give back the content at every encoder layer (not in the paper). Without it the decoder learns to invert
+    # features far too slowly for a few thousand steps (weights/records/adain_vgg16.json). Those items get the
+    # content skips at strengths spread from 1 (alpha 0) down to 0, so the decoder also keeps learning to invert
+    # relu4_1 alone, which alpha 1 (no skips) relies on.
     identity_weight: float = param(1.0, ge=0.0, help=(
         "Weight of rebuilding a quarter of each batch from its own features (alpha 0); 0 turns it off."))
     # The paper's style loss matches channel means and stds, the statistics AdaIN itself transfers; any loss of

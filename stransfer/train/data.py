@@ -56,7 +56,7 @@ class CropSampler:
     streams by offsetting the seed.
 
     Each image is decoded once and kept in memory as 8-bit pixels, shrunk to the largest size a crop can
-    need: decoding 16 JPEGs a step cost a quarter of an AdaIN step on 2 cores."""
+    need: decoding every crop's JPEG each step would cost a large share of the step."""
 
     MAX_ZOOM = 1.25
 

@@ -28,23 +28,23 @@ from stransfer.train.styles import check_styles, styles_of_init
 
 @dataclass(frozen=True)
 class JohnsonTrainConfig(TrainConfig):
-    # Half the paper's width (32): a quarter of the multiply-adds, so 1024 px stylises in about half a
-    # second on 2 CPU cores, while 5 residual blocks keep the receptive field that makes strokes coherent.
+    # Half the paper's width (32): a quarter of the multiply-adds, so a CPU stylises a photo in a fraction of a
+    # second (benchmarks/johnson_speed.py times both widths), while 5 residual blocks keep the receptive field
+    # that makes strokes coherent.
     width: int = param(16, ge=4, help="Channels of the first layer (32 in the paper).")
     residual_blocks: int = param(5, ge=0, help="Residual blocks (5 in the paper).")
     # Training crops are square; the network is fully convolutional and runs on any size afterwards.
     image_size: int = param(256, ge=32, help="Side of the square training crops.")
     # Long side of the style image when its Grams are taken: sets the scale of the strokes it learns. A 256 px
-    # crop is a piece of a 512 px output, the default --size, so the style is seen as it is at 512 px: trained
-    # with 256 instead, starry_night scored a style ratio of 0.40 at 512 px but 0.34 at 256 px.
+    # crop is a piece of a 512 px output, the default --size, so the style is seen as it is at 512 px; seen at
+    # 256 px, its strokes came out relatively twice as small at 512 px (weights/records/starry_night.json).
     style_size: int = param(512, ge=32, help="Long side of the style image for its Grams.")
     content_layers: tuple[str, ...] = param(("relu3_3",), help="Comma-separated layers of the content loss.")
     style_layers: tuple[str, ...] = param(("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
                                          help="Comma-separated layers of the style loss.")
     # Relative losses, as in the Gatys engine (losses.py), so the weights mean the same thing there and here.
-    # A network cannot fit each photo as the optimiser does: at Gatys's 5 it gave up the content (relu3_3
-    # relative error 1.96 at step 220, stripes everywhere). With the style seen at 512 px, 2 still lost the scene
-    # (the_scream: content distance 1.07 at 512 px, step 600); 0.5 gave style ratio 0.34 at content 0.76.
+    # A network cannot fit each photo as the optimiser does, so the style weights that suit Gatys (5, even 2)
+    # make it give up the scene; 0.5 keeps it (weights/records/the_scream.json has such a run).
     content_weight: float = param(1.0, ge=0.0, help="Weight of the content loss.")
     # One weight for every style, or one per style in the order of -s (or of --add-style's new styles): in one
     # network, styles far from photos need more weight than styles near them to take as much of their style.
