@@ -19,11 +19,21 @@ from conftest import assert_kill_and_resume_continue_the_curve, cli, gradient_im
 ARCH = TextureNetArch(scales=3, noise_channels=2, width=2)
 
 
+def random_generator(arch: TextureNetArch, textures: int, seed: int = 0) -> TextureGenerator:
+    """Random weights, the norm tables too (fresh ones are the same for every texture)."""
+    torch.manual_seed(seed)
+    net = TextureGenerator(arch, textures)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if "norm" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    return net.eval()
+
+
 @pytest.fixture
 def tiny_textures(isolated_home):
     """A random two-texture generator installed as NAME 'tinytex'."""
-    torch.manual_seed(0)
-    net = TextureGenerator(ARCH, 2)
+    net = random_generator(ARCH, 2)
     path = isolated_home / "models" / "tinytex.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_generator(path, net, ["dots", "lines"], ["dots.png", "lines.png"], backbone="vgg16", train_config={},
@@ -113,10 +123,9 @@ def test_diversity_rewards_samples_far_apart():
 
 
 def test_added_codes_leave_the_trained_textures_exactly_as_they_were():
-    torch.manual_seed(1)
-    old = TextureGenerator(ARCH, 2).eval()
+    old = random_generator(ARCH, 2, seed=1)
     new = TextureGenerator(ARCH, 3).eval()
-    new.load_state_dict(widen_codes(old.state_dict(), ARCH, 3))
+    new.load_state_dict(widen_codes(old.state_dict(), 3))
     levels = noise(ARCH, 20, 20, [2])
     with torch.no_grad():
         for t in range(2):
@@ -169,3 +178,23 @@ def test_texture_networks_run_at_one_pass_on_any_arch():
         with torch.no_grad():
             out = net(noise(arch, 19, 23, [0, 1]), torch.eye(3)[:2])
         assert out.shape == (2, 3, 19, 23) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_each_code_learns_its_own_texture(capsys, tmp_path, random_weights_file):
+    """Two textures far apart in colour: after a short run, each code's samples take their own exemplar's colour
+    (a selection code the network ignored would give both the same average)."""
+    rng = np.random.default_rng(0)
+    for name, channel in (("red", 0), ("blue", 2)):
+        pixels_ = rng.integers(0, 60, (40, 40, 3)).astype(np.uint8)
+        pixels_[..., channel] = 230
+        Image.fromarray(pixels_).save(tmp_path / f"{name}.png")
+    toml = tmp_path / "tiny.toml"
+    toml.write_text("scales = 2\nnoise_channels = 2\nwidth = 4\nimage_size = 32\nstyle_size = 32\nbatch_size = 4\n"
+                    "learning_rate = 0.02\nstyle_layers = ['relu1_2']\ndiversity_layer = 'relu1_2'\n")
+    code, _, err = cli(capsys, "train", "texture", "-s", tmp_path / "red.png", "-s", tmp_path / "blue.png",
+                       "--config", toml, "--vgg-weights", random_weights_file, "--device", "cpu", "--threads", "1",
+                       "--precision", "fp32", "--steps", "60", "--run-dir", tmp_path / "run", "-o", tmp_path / "rb.pth")
+    assert code == 0, err
+    red, blue = (pixels(stransfer.texture(name, 24, method="net", model=str(tmp_path / "rb.pth"), device="cpu"))
+                 .reshape(-1, 3).mean(0) for name in ("red", "blue"))
+    assert red[0] > red[2] + 40 and blue[2] > blue[0] + 40, (red, blue)

@@ -34,52 +34,72 @@ class TextureNetArch:
     width: int = 8
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+class CodedNorm(nn.Module):
+    """Instance norm whose scale and shift are rows of (textures, C) tables mixed by the selection code (Dumoulin
+    et al.'s conditional instance norm). Li et al. join a one-hot code to the noise instead, but their networks use
+    batch norm: under instance norm a spatially constant input is a constant per channel after the convolution,
+    and the normalisation subtracts it, so every code gave the same texture (seen in a first 8-texture run)."""
+
+    def __init__(self, channels: int, textures: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(textures, channels))
+        self.bias = nn.Parameter(torch.zeros(textures, channels))
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        scale, shift = code @ self.weight, code @ self.bias
+        return F.instance_norm(x) * scale[:, :, None, None].to(x) + shift[:, :, None, None].to(x)
+
+
+class Block(nn.Module):
     """The paper's unit: 3x3, 3x3, 1x1 convolutions, each with instance norm and a leaky ReLU. Replicated edges:
     a coarse scale of a small texture may be one pixel wide, where reflection is undefined."""
-    layers: list[nn.Module] = []
-    for kernel, c_in in ((3, cin), (3, cout), (1, cout)):
-        if kernel == 3:
-            layers.append(nn.ReplicationPad2d(1))
-        layers += [nn.Conv2d(c_in, cout, kernel), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.1)]
-    return nn.Sequential(*layers)
+
+    def __init__(self, cin: int, cout: int, textures: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, cout, k) for c, k in ((cin, 3), (cout, 3), (cout, 1)))
+        self.norms = nn.ModuleList(CodedNorm(cout, textures) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms):
+            if conv.kernel_size[0] == 3:
+                x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+            x = F.leaky_relu(norm(conv(x), code), 0.1)
+        return x
 
 
 class TextureGenerator(nn.Module):
-    """Noise at `arch.scales` scales, coarse to fine: each scale's noise (with the texture's selection code beside
-    it, for a network of several textures) passes a block; the path so far is upsampled to the next scale, its
-    statistics normalised, joined to that scale's block by concatenation and mixed by another block; a 1x1
-    convolution and a sigmoid make RGB in [0, 1]. Fully convolutional: any size, odd ones too."""
+    """Noise at `arch.scales` scales, coarse to fine: each scale's noise passes a block; the path so far is
+    upsampled to the next scale, normalised, joined to that scale's block by concatenation and mixed by another
+    block; a 1x1 convolution and a sigmoid make RGB in [0, 1]. Every normalisation takes the scale and shift of
+    the texture asked for (its selection code). Fully convolutional: any size, odd ones too."""
 
     def __init__(self, arch: TextureNetArch, textures: int = 1) -> None:
         super().__init__()
         self.arch, self.textures = arch, textures
-        code = textures if textures > 1 else 0
-        self.code_channels = code
-        self.inputs = nn.ModuleList(_block(arch.noise_channels + code, arch.width) for _ in range(arch.scales))
+        self.inputs = nn.ModuleList(Block(arch.noise_channels, arch.width, textures) for _ in range(arch.scales))
         # joins[k] mixes scale k's block with the path from the scales coarser than k (the coarsest has none)
-        self.joins = nn.ModuleList(
-            _block(arch.width * (arch.scales - k), arch.width * (arch.scales - k)) for k in range(arch.scales - 1))
-        self.up_norms = nn.ModuleList(
-            nn.InstanceNorm2d(arch.width * (arch.scales - k - 1), affine=True) for k in range(arch.scales - 1))
+        self.joins = nn.ModuleList(Block(arch.width * (arch.scales - k), arch.width * (arch.scales - k), textures)
+                                   for k in range(arch.scales - 1))
+        self.up_norms = nn.ModuleList(CodedNorm(arch.width * (arch.scales - k - 1), textures)
+                                      for k in range(arch.scales - 1))
         self.to_rgb = nn.Conv2d(arch.width * arch.scales, 3, 1)
 
     def forward(self, noises: list[torch.Tensor], code: torch.Tensor | None = None) -> torch.Tensor:
         """`noises[k]`: (N, noise_channels, H_k, W_k) at scale k (0 = full size); `code`: (N, textures) weights
-        over the network's textures (None for a one-texture network)."""
+        over the network's textures (None: the first texture, for a one-texture network)."""
+        if code is None:
+            if self.textures > 1:
+                raise ValueError("a network of several textures needs a selection code")
+            code = noises[0].new_ones(noises[0].shape[0], 1)
+        code = code.to(noises[0].device, torch.float32)
         path: torch.Tensor | None = None
         for k in reversed(range(self.arch.scales)):
-            z = noises[k]
-            if self.code_channels:
-                if code is None:
-                    raise ValueError("a network of several textures needs a selection code")
-                z = torch.cat([z, code.to(z)[:, :, None, None].expand(-1, -1, *z.shape[-2:])], 1)
-            block = self.inputs[k](z)
+            block = self.inputs[k](noises[k], code)
             if path is None:
                 path = block
                 continue
             path = F.interpolate(path, size=block.shape[-2:], mode="nearest")
-            path = self.joins[k](torch.cat([self.up_norms[k](path), block], 1))
+            path = self.joins[k](torch.cat([self.up_norms[k](path, code), block], 1), code)
         assert path is not None
         return torch.sigmoid(self.to_rgb(path))
 

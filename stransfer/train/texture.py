@@ -73,21 +73,16 @@ def diversity(features: torch.Tensor, group: int) -> torch.Tensor:
     return torch.stack(terms).mean() if terms else features.new_zeros(())
 
 
-def widen_codes(state_dict: dict[str, torch.Tensor], arch: TextureNetArch, textures: int) -> dict[str, torch.Tensor]:
-    """A trained generator's weights for a generator of `textures` textures: each input block's first convolution
-    gets columns for the new codes, copies of the mean of the trained textures' columns (the new textures start
-    from the trained ones' average), or zeros where the trained network had no code."""
+def widen_codes(state_dict: dict[str, torch.Tensor], textures: int) -> dict[str, torch.Tensor]:
+    """A trained generator's weights for a generator of `textures` textures: every norm table gets rows for the new
+    textures, copies of the mean of the trained rows (a new texture starts from the trained ones' average), and
+    the trained rows are left as they were."""
     state = dict(state_dict)
-    for k in range(arch.scales):
-        key = f"inputs.{k}.1.weight"
-        weight = state[key]
-        old_codes = weight.shape[1] - arch.noise_channels
-        if textures == max(old_codes, 1):
-            continue
-        codes = weight[:, arch.noise_channels:]
-        fill = codes.mean(1, keepdim=True) if old_codes else torch.zeros_like(weight[:, :1])
-        added = textures - old_codes
-        state[key] = torch.cat([weight, fill.expand(-1, added, -1, -1)], 1)
+    for key, table in state_dict.items():
+        if (".norms." in key or key.startswith("up_norms.")) and key.endswith((".weight", ".bias")):
+            added = textures - table.shape[0]
+            if added > 0:
+                state[key] = torch.cat([table, table.mean(0, keepdim=True).expand(added, -1)])
     return state
 
 
@@ -130,8 +125,8 @@ class TextureTask:
         return targets
 
     def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Start from a trained generator's weights (--init), with code columns for added textures."""
-        self.model.load_state_dict(widen_codes(state_dict, self.arch, len(self.targets)))
+        """Start from a trained generator's weights (--init), with norm rows for added textures."""
+        self.model.load_state_dict(widen_codes(state_dict, len(self.targets)))
 
     def _code(self, ids: list[int]) -> torch.Tensor | None:
         if len(self.targets) == 1:
