@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from stransfer import weights
-from stransfer.cli import app
+from stransfer.cli import app, build_app
+from stransfer.cli.options import EXAMPLES_HEAD, split_epilog
 
 from conftest import cli, one_error_line
 
@@ -49,6 +52,27 @@ def test_every_command_has_help(capsys, path):
 
 def test_stylize_help_documents_exit_codes():
     assert "Exit codes: 0" in CliRunner().invoke(app, ["stylize", "--help"]).output
+
+
+# Walked from a fresh build_app(), so commands made from the registries (trainers, engines) are covered too.
+FRESH_COMMAND = typer.main.get_command(build_app())
+
+
+@pytest.mark.parametrize("path", command_paths(FRESH_COMMAND), ids=lambda path: " ".join(path) or "stransfer")
+def test_every_help_opens_with_a_plain_sentence_and_ends_with_two_examples(capsys, path):
+    command = FRESH_COMMAND
+    for name in path:
+        command = command.commands[name]
+    first = " ".join(command.help.split("\n\n")[0].split())
+    assert first[0].isupper() and first.endswith(".") and len(first) <= 160, first
+    assert not re.search(r"[.;!?] [A-Z]", first), f"one sentence: {first}"
+    text, examples = split_epilog(command.epilog)
+    assert len(examples) == 2, command.epilog
+    assert all(example.startswith("stransfer ") for example in examples), examples
+    assert any(example.startswith(" ".join(["stransfer", *path])) for example in examples), examples
+    code, out, err = cli(capsys, *path, "--help")
+    flat = " ".join(out.split())
+    assert code == 0 and flat.endswith(" ".join(" ".join([EXAMPLES_HEAD, *examples]).split())), flat[-300:]
 
 
 def test_stylize_writes_one_output(capsys, make_image, tiny_run, tmp_path):

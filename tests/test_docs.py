@@ -20,6 +20,7 @@ from PIL import Image
 
 from conftest import REPO, cli, gradient_image
 from stransfer.cli import build_app, docs
+from stransfer.cli.options import split_epilog
 from stransfer.config import param
 from stransfer.engines import ENGINES, EngineSpec
 from stransfer.train import TRAINERS
@@ -73,6 +74,14 @@ def written_commands() -> list[tuple[str, list[str]]]:
             for line in shell_lines(page.read_text(encoding="utf-8")) for argv in stransfer_argv(line)]
 
 
+def help_examples() -> list[tuple[str, list[str]]]:
+    """The example command lines that each command's --help ends with (its epilog), from a fresh command tree."""
+    root = typer.main.get_command(build_app())
+    return [(f"stransfer {' '.join(path)} --help: {line}".replace("  ", " "), argv)
+            for path, command, _ in docs.walk(root, root.context_class(root, info_name="stransfer"))
+            for line in split_epilog(command.epilog)[1] for argv in stransfer_argv(line)]
+
+
 def parse(argv: list[str]) -> None:
     """Parse `stransfer ARGV` with the command line as it is now, running nothing: an unknown command or flag, a
     missing argument, a value of the wrong type or outside a choice raises. A span that only names a command
@@ -91,14 +100,16 @@ def parse(argv: list[str]) -> None:
     command.make_context(ctx.info_name, args, parent=ctx.parent)
 
 
-COMMANDS = written_commands()
+COMMANDS = written_commands() + help_examples()
 
 
 def test_the_pages_write_commands():
-    """The extraction finds the README's main job, the recipes and inline mentions, so the next test checks
-    something."""
+    """The extraction finds the README's main job, the recipes and inline mentions, and every --help's examples,
+    so the next test checks something."""
     assert len(COMMANDS) > 40
     assert any(argv[:2] == ["train", "johnson"] for _, argv in COMMANDS)
+    root = typer.main.get_command(build_app())
+    assert len(help_examples()) == 2 * len(list(docs.walk(root, root.context_class(root, info_name="stransfer"))))
 
 
 @pytest.mark.parametrize("where, argv", COMMANDS, ids=[w[:90] for w, _ in COMMANDS])

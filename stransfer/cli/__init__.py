@@ -12,35 +12,40 @@ import typer
 
 from stransfer import console
 from stransfer.cli import serve, stylize, tools, train
-from stransfer.cli.options import EXIT_CODES
+from stransfer.cli.options import epilog
 from stransfer.engines import ENGINES, SYNTHESIZERS
 from stransfer.errors import StransferError
 from stransfer.train import TRAINERS
 
+ROOT_EXAMPLES = ("stransfer stylize examples/tubingen.jpg -s examples/starry_night.jpg -o tubingen_starry.png",
+                 "stransfer stylize photos/ -m adain -s examples/the_scream.jpg --alpha 0.8 -o styled/")
+WEIGHTS_EXAMPLES = ("stransfer weights fetch", "stransfer weights list")
 
 
 def build_app() -> typer.Typer:
     """The command tree, made from the registries as they are now (an entry registered at run time shows)."""
     app = typer.Typer(
-        help="Neural style transfer: Gatys (optimise pixels), Johnson (feed-forward), AdaIN (arbitrary style).",
-        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=EXIT_CODES,
+        help="Repaint photos and videos in the style of artworks, make textures, and train the networks that do "
+             "it fast.",
+        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, epilog=epilog(ROOT_EXAMPLES),
     )
-    app.command("stylize", epilog=EXIT_CODES)(stylize.command(ENGINES))
-    app.command("texture", epilog=EXIT_CODES)(stylize.texture_command(SYNTHESIZERS))
-    train_app = typer.Typer(help=f"Train the feed-forward engines ({', '.join(TRAINERS)}).", no_args_is_help=True)
+    app.command("stylize", epilog=epilog(stylize.EXAMPLES["stylize"]))(stylize.command(ENGINES))
+    app.command("texture", epilog=epilog(stylize.EXAMPLES["texture"]))(stylize.texture_command(SYNTHESIZERS))
+    train_app = typer.Typer(help=f"Train the networks that engines and texture makers run ({', '.join(TRAINERS)}).",
+                            no_args_is_help=True, epilog=epilog(train.group_examples(TRAINERS.values()), False))
     for spec in TRAINERS.values():
-        train_app.command(spec.name, epilog=EXIT_CODES)(train.command_for(spec))
+        train_app.command(spec.name, epilog=epilog(train.examples(spec)))(train.command_for(spec))
     app.add_typer(train_app, name="train")
-    weights_app = typer.Typer(help="Pretrained backbone weights: fetch them into the cache, list what is there.",
-                              no_args_is_help=True)
-    weights_app.command("fetch", epilog=EXIT_CODES)(tools.weights_fetch)
-    weights_app.command("list")(tools.weights_list)
+    weights_app = typer.Typer(help="Fetch the pretrained backbone weights into the cache, or list what is there.",
+                              no_args_is_help=True, epilog=epilog(WEIGHTS_EXAMPLES, False))
+    weights_app.command("fetch", epilog=epilog(tools.EXAMPLES["weights fetch"]))(tools.weights_fetch)
+    weights_app.command("list", epilog=epilog(tools.EXAMPLES["weights list"], False))(tools.weights_list)
     app.add_typer(weights_app, name="weights")
-    app.command("eval", epilog=EXIT_CODES)(tools.evaluate)
-    app.command("gallery", epilog=EXIT_CODES)(tools.gallery_sheet)
-    app.command("export", epilog=EXIT_CODES)(tools.export)
-    app.command("models")(tools.models)
-    app.command("serve", epilog=EXIT_CODES)(serve.serve)
+    app.command("eval", epilog=epilog(tools.EXAMPLES["eval"]))(tools.evaluate)
+    app.command("gallery", epilog=epilog(tools.EXAMPLES["gallery"]))(tools.gallery_sheet)
+    app.command("export", epilog=epilog(tools.EXAMPLES["export"]))(tools.export)
+    app.command("models", epilog=epilog(tools.EXAMPLES["models"], False))(tools.models)
+    app.command("serve", epilog=epilog(serve.EXAMPLES))(serve.serve)
     return app
 
 

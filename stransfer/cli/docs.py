@@ -22,6 +22,8 @@ from typing import Any
 
 import typer
 
+from stransfer.cli.options import EXAMPLES_HEAD, split_epilog
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = REPO / "docs" / "cli.md"
 MODELS_README = REPO / "weights" / "README.md"
@@ -89,8 +91,11 @@ def _section(command: Any, ctx: Any, path: tuple[str, ...], root_epilog: str | N
                 for name in command.list_commands(ctx) if (sub := command.get_command(ctx, name)) is not None]
         parts.append("| command | what it does |\n|---|---|\n" + "\n".join(rows) + "\n")
     parts += _parameter_tables(command, ctx)
-    if command.epilog and command.epilog != root_epilog:
-        parts.append(_paragraphs(command.epilog))
+    text, examples = split_epilog(command.epilog)
+    if text and text != split_epilog(root_epilog)[0]:
+        parts.append(_paragraphs(text))
+    if examples:
+        parts.append(EXAMPLES_HEAD + "\n\n```bash\n" + "\n".join(examples) + "\n```")
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
 
@@ -104,8 +109,8 @@ def reference(app: typer.Typer | None = None) -> str:
     tree = list(walk(root, _context(root, PROG)))
     intro = ("# Command reference\n\nWritten by `python -m stransfer.cli.docs` from the command itself; every "
              "command also answers `--help`.\n")
-    if root.epilog:
-        intro += f"\n{_paragraphs(root.epilog)}\n"
+    if split_epilog(root.epilog)[0]:
+        intro += f"\n{_paragraphs(split_epilog(root.epilog)[0])}\n"
     return "\n".join([intro, *(_section(cmd, ctx, path, root.epilog) for path, cmd, ctx in tree)])
 
 

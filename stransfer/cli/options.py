@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,20 @@ EXIT_CODES = (
     "Exit codes: 0 every output written; 1 some input failed (the others were still written) or the run "
     "could not finish (e.g. weights unavailable); 2 usage error (bad flag, config, style or model)."
 )
+EXAMPLES_HEAD = "Examples:"
+
+
+def epilog(examples: Sequence[str], exit_codes: bool = True) -> str:
+    """A command's epilog: its exit codes (where it has them), then its example command lines, one a line under
+    EXAMPLES_HEAD (docs/cli.md shows them as a code block: split_epilog)."""
+    lines = "\n".join(f"  {example}" for example in examples)
+    return "\n\n".join([*([EXIT_CODES] if exit_codes else []), f"{EXAMPLES_HEAD}\n{lines}"])
+
+
+def split_epilog(text: str | None) -> tuple[str, list[str]]:
+    """An epilog as (its text before the examples, the example command lines)."""
+    head, _, tail = (text or "").partition(EXAMPLES_HEAD)
+    return head.strip(), [line.strip() for line in tail.splitlines() if line.strip()]
 
 
 def choices(name: str, values: Any) -> type[enum.Enum]:

@@ -11,6 +11,8 @@ from stransfer.cli.options import Device, DeviceOpt, Precision, PrecisionOpt, Vg
 from stransfer.errors import UsageError
 from stransfer.serve.settings import ServeConfig, check_binding
 
+EXAMPLES = ("stransfer serve", "stransfer serve --host 0.0.0.0 --port 8080 --token my-secret --workers 2")
+
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; one beyond the loopback needs --token.")]

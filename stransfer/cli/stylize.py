@@ -38,6 +38,12 @@ def _show_plan(items: list[batch.Item], skip_existing: bool) -> None:
         console.stdout.print(f"{item.source} -> {item.output}: {state}")
 
 
+EXAMPLES = {
+    "stylize": ("stransfer stylize examples/tubingen.jpg -s examples/starry_night.jpg -o tubingen_starry.png",
+                "stransfer stylize photos/ -r -m johnson --model the_scream -o styled/ --skip-existing"),
+    "texture": ("stransfer texture -s examples/starry_night.jpg --size 1024 -o starry_texture.png",
+                "stransfer texture -m net --model my_model.pth -s starry_night --count 4 -o texture.png"),
+}
 STYLE = "Style"
 ColorMode = choices("ColorMode", color.MODES)
 TextureMethod = choices("TextureMethod", SYNTHESIZERS)
@@ -76,7 +82,7 @@ def stylize(
     seed: SeedOpt = None, vgg_weights: VggWeightsOpt = None, verbose: VerboseOpt = False,
     **settings: Any,
 ) -> None:
-    """Stylise content images or a video clip: with style images (gatys, adain, swap) or a trained model (johnson)."""
+    """Stylise photos, folders of photos or a video clip in the style of artworks, with the engine -m names."""
     # `settings`: the engine settings, one flag per field of the engines' configs (see command()).
     options = build(batch.BatchOptions, None, dict(size=size, overwrite=overwrite, skip_existing=skip_existing,
                                                    max_pixels=max_pixels, batch_size=batch_size))

@@ -17,6 +17,19 @@ from stransfer.device import make_runtime
 from stransfer.errors import InputError, StransferError, UsageError
 
 Arch = choices("Arch", weights.SOURCES)
+EXAMPLES = {
+    "eval": ("stransfer eval tubingen_starry.png -s examples/starry_night.jpg -c examples/tubingen.jpg",
+             "stransfer eval results/manifest.csv --json"),
+    "gallery": ("stransfer gallery -c photo.jpg -s starry_night.jpg -s the_scream.jpg -o sheet.jpg",
+                "stransfer gallery -c photo.jpg -s the_scream.jpg --methods adain --sweep alpha=0.25,0.5,1 "
+                "-o alpha.jpg"),
+    "export": ("stransfer export starry_night -o starry_night.pt",
+               "stransfer export multistyle -s udnie --format onnx -o udnie.onnx"),
+    "models": ("stransfer models",
+               "stransfer stylize examples/tubingen.jpg -m johnson --model udnie -o tubingen_udnie.png"),
+    "weights fetch": ("stransfer weights fetch", "stransfer weights fetch --arch vgg19 --force"),
+    "weights list": ("stransfer weights list", "stransfer weights fetch --arch vgg19"),
+}
 
 
 def evaluate(
@@ -79,9 +92,10 @@ def gallery_sheet(
     precision: PrecisionOpt = Precision["auto"],
     vgg_weights: VggWeightsOpt = None,
 ) -> None:
-    """A labelled contact sheet: rows = content, columns = style, a cell per engine or setting.
+    """Draw a labelled contact sheet of every content image through every style, a cell per engine or setting.
 
-    Each cell's caption gives its engine (or setting) and the seconds it took."""
+    Rows are the content images, columns the styles; each cell's caption gives its engine (or setting) and the
+    seconds it took."""
     build(BatchOptions, None, {"size": size, "max_pixels": max_pixels})  # stylize's ranges
     images.check_writable(output, overwrite)
     cell_settings = gallery.settings(methods, sweep)
@@ -111,9 +125,10 @@ def export(
         "--style", "-s", help="A model holding several styles: the style to bake in (repeat to blend).")] = None,
     style_blend: StyleBlendOpt = None,
 ) -> None:
-    """Export a Johnson network: RGB in [0, 1] of any size in, the stylised image out (clamp it to [0, 1]).
+    """Export a trained Johnson network to TorchScript or ONNX, to run without stransfer.
 
-    A model holding several styles is exported with one style, or a blend, baked in (-s, --style-blend)."""
+    The exported network takes RGB in [0, 1] of any size and gives the stylised image (clamp it to [0, 1]). A model
+    holding several styles is exported with one style, or a blend, baked in (-s, --style-blend)."""
     from stransfer import export as exporter
 
     console.stdout.print(str(exporter.export_model(model, output, fmt, overwrite, style or [],

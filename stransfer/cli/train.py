@@ -3,8 +3,9 @@ inputs and config; stransfer.train checks them, writes the run folder and trains
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,8 @@ AddStyleOpt = Annotated[list[Path] | None, typer.Option(
     "--add-style", help="Add this style to the --init model, training only its own parameters (repeatable).")]
 
 RUN_OPTIONS = {"run_dir": RunDirOpt, "resume": ResumeOpt, "init": InitOpt, "config": ConfigOpt}
+# What an input's value is in a help example, unless it names its own (TrainInput.example).
+EXAMPLE_VALUES = {"files": "examples/starry_night.jpg", "folder": "photos/", "out": "my_model.pth"}
 RUNTIME_OPTIONS = {"device": (DeviceOpt, Device["auto"]), "precision": (PrecisionOpt, Precision["auto"]),
                    "threads": (ThreadsOpt, None), "vgg_weights": (VggWeightsOpt, None)}
 
@@ -69,6 +72,24 @@ def _parameters(spec: TrainerSpec) -> list[inspect.Parameter]:
     params += config_options(spec.config_type)
     params += [parameter(name, annotation, default) for name, (annotation, default) in RUNTIME_OPTIONS.items()]
     return params
+
+
+def examples(spec: TrainerSpec) -> list[str]:
+    """The two help examples of `stransfer train NAME`, made from the entry's inputs, so every trainer has them
+    and they name its flags as they are: a new run, and the same run resumed and extended."""
+    values = {name: declared.example or EXAMPLE_VALUES[declared.kind] for name, declared in spec.inputs.items()}
+    flags = " ".join(f"{declared.short or '--' + name.replace('_', '-')} {values[name]}"
+                     for name, declared in spec.inputs.items())
+    run_dir = f"runs/{spec.name}-{spec.run_name({k: [Path(v)] for k, v in values.items()})}"
+    steps = next((f.default for f in dataclasses.fields(spec.config_type) if f.name == "steps"), 1000)
+    return [f"stransfer train {spec.name} {flags}",
+            f"stransfer train {spec.name} --resume {run_dir} --steps {2 * steps}"]
+
+
+def group_examples(specs: Iterable[TrainerSpec]) -> list[str]:
+    """`stransfer train`'s two examples: the first of each of its first two trainers (both of a lone one's)."""
+    specs = list(specs)
+    return [examples(spec)[0] for spec in specs[:2]] if len(specs) > 1 else examples(specs[0])
 
 
 def command_for(spec: TrainerSpec) -> Callable[..., None]:

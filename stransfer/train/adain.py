@@ -161,7 +161,7 @@ SPEC = TrainerSpec(
     summary="Train the AdaIN decoder for this project's encoder (resumable; torchrun for several processes).",
     config_type=AdainTrainConfig,
     inputs={"content_data": TrainInput("folder", "Folder of content photos (searched recursively)."),
-            "style_data": TrainInput("folder", "Folder of artworks (searched recursively)."),
+            "style_data": TrainInput("folder", "Folder of artworks (searched recursively).", example="artworks/"),
             "out": TrainInput("out", "Model file to write, e.g. weights/NAME.pth.", "-o")},
     loss_layers=lambda cfg: (ENCODER_LAYER,),
     make_task=_task,

@@ -20,6 +20,7 @@ class TrainInput:
     kind: Literal["files", "folder", "out"]
     help: str
     short: str | None = None  # a one-letter flag beside the long one, e.g. "-s"
+    example: str | None = None  # the value the command's help example gives it (default: one per kind)
 
 
 @dataclass(frozen=True)
