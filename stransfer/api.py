@@ -138,13 +138,22 @@ def style_names(style: ImageLike | Sequence[ImageLike] | None, method: str) -> l
     return [os.fspath(s) for s in given]  # type: ignore[misc]
 
 
+def names_or_images(style: ImageLike | Sequence[ImageLike] | None, max_pixels: int = images.DEFAULT_MAX_PIXELS
+                    ) -> list[str | torch.Tensor]:
+    """The styles of an engine that takes either (style_input "either"): a path to an existing file, a Pillow image
+    or a tensor is a style image; any other string names a style its model holds."""
+    return [os.fspath(s) if isinstance(s, PATH) and not Path(s).is_file() else load_styles(s, max_pixels)[0]
+            for s in _listed(style)]
+
+
 def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: Any) -> str:
     """What outputs are named after: the style images, the styles picked in a model that holds several, or the
     model of an engine whose style is baked in."""
     spec = engine_spec(method)
     if spec.style_input == "names" and styles:
         return "+".join(os.fspath(s) for s in styles)
-    return "+".join(Path(s).stem for s in styles) if spec.style_input == "images" else Path(config.model).stem
+    by_style = spec.style_input in ("images", "either") and styles
+    return "+".join(Path(s).stem for s in styles) if by_style else Path(config.model).stem
 
 
 def check_arguments(**given: Any) -> None:
@@ -183,6 +192,7 @@ class Stylizer:
         self.config = engine_config(method, config, **options)
         self.preserve_color = preserve_color
         styles: list[Any] = (style_names(style, method) if self.spec.style_input == "names"
+                             else names_or_images(style, max_pixels) if self.spec.style_input == "either"
                              else load_styles(style, max_pixels))
         self._check(styles, style_blend, mask, style_scale)
         mask_tensor = None if mask is None else self._load_mask(mask, max_pixels)
@@ -208,8 +218,8 @@ class Stylizer:
         config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
         takes_images = self.spec.style_input == "images"
         if not takes_images and (mask is not None or self.preserve_color == "histogram"):
-            raise UsageError(f"`method` {self.spec.name} takes no style images, so no `mask` or `preserve_color` "
-                             "histogram")
+            why = "matches each style as a whole" if self.spec.style_input == "either" else "takes no style images"
+            raise UsageError(f"`method` {self.spec.name} {why}, so no `mask` or `preserve_color` histogram")
         if self.spec.style_input == "none" and blend is not None:
             raise UsageError(f"`method` {self.spec.name} takes no style images, so no `style_blend`")
         if takes_images and not styles:

@@ -98,7 +98,7 @@ def run(contents: list[tuple[str, torch.Tensor]], styles: list[tuple[str, torch.
     for column, (style_name, style_rgb) in enumerate(styles):
         for method, overrides in cell_settings:
             label = method + "".join(f" {k} {v}" for k, v in overrides.items())
-            own_style = ENGINES[method].style_input == "images"
+            own_style = ENGINES[method].style_input in ("images", "either")
             try:
                 stylizer = Stylizer(method, style_rgb if own_style else None, runtime=runtime, vgg_weights=vgg_weights,
                                     on_event=on_event, **({} if own_style else {"model": style_name}), **overrides)

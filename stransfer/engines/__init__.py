@@ -86,8 +86,9 @@ class RefiningEngine(Engine, Protocol):
                on_event: EventCallback = ignore) -> torch.Tensor: ...
 
 
-# What a user gives an engine as its style: style images, the names of styles its model holds, or nothing.
-StyleInput = Literal["images", "names", "none"]
+# What a user gives an engine as its style: style images, the names of styles its model holds, or nothing; "either":
+# any mix of style images and names of styles its model holds (MSG-Net), each path to an existing file an image.
+StyleInput = Literal["images", "names", "none", "either"]
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ class SynthesizerSpec:
 
 
 def _registry() -> dict[str, EngineSpec]:
-    from stransfer.engines import adain, gatys, johnson, swap
+    from stransfer.engines import adain, gatys, johnson, msgnet, swap
 
-    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC]
+    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC, msgnet.SPEC]
     return {spec.name: spec for spec in specs}
 
 

@@ -21,9 +21,9 @@ RUN_CONFIG = "config.json"
 
 
 def _registry() -> dict[str, TrainerSpec]:
-    from stransfer.train import adain, johnson, texture
+    from stransfer.train import adain, johnson, msgnet, texture
 
-    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC)}
+    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC, msgnet.SPEC)}
 
 
 TRAINERS: dict[str, TrainerSpec] = _registry()
