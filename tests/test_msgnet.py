@@ -159,7 +159,7 @@ def test_the_cli_takes_a_name_or_an_image_and_names_the_output_after_it(capsys, 
 def test_models_lists_the_styles_a_model_holds(capsys, tiny_msgnet):
     code, out, _ = cli(capsys, "models")
     assert code == 0
-    assert "tinymsg: msgnet" in out and "2 styles (-s NAME): waves, dots" in out
+    assert "tinymsg: msgnet" in out and "2 styles (-s NAME): waves, dots or any style image (-s FILE)" in out
 
 
 @pytest.fixture

@@ -152,6 +152,8 @@ def models() -> None:
         else:
             style = (f"style {weights.style_thumbnail(payload['style_image'])}" if payload.get("style_image")
                      else "any style (-s)")
+        if payload.get("any_style") and styles:  # MSG-Net: its trained styles by name, or any image
+            style += " or any style image (-s FILE)"
         console.stdout.print(
             f"{path.stem}: {payload['engine']}, {path.stat().st_size / 1e6:.1f} MB, {path}; {style}; "
             f"{payload.get('steps', '?')} steps, "
