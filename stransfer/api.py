@@ -217,7 +217,7 @@ class Stylizer:
                              f"(got {self.preserve_color!r})")
         config_mod.check("style_scale", style_scale, gt=0.0, le=MAX_STYLE_SCALE)
         takes_images = self.spec.style_input == "images"
-        if not takes_images and (mask is not None or self.preserve_color == "histogram"):
+        if not takes_images and ((mask is not None and not self.spec.masks) or self.preserve_color == "histogram"):
             why = "matches each style as a whole" if self.spec.style_input == "either" else "takes no style images"
             raise UsageError(f"`method` {self.spec.name} {why}, so no `mask` or `preserve_color` histogram")
         if self.spec.style_input == "none" and blend is not None:

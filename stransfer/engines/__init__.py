@@ -101,6 +101,8 @@ class EngineSpec:
     style_input: StyleInput
     batches: bool = False  # stylises a stack of equal-size images in one pass
     refines: bool = False  # its engine is a RefiningEngine
+    # Takes --mask though it takes no style images: its model's styles combine by region (StyleBank's banks).
+    masks: bool = False
     # VideoConfig defaults where this engine's measured best differs from them (stransfer/videorun.py).
     video_defaults: Mapping[str, float] = field(default_factory=dict)
 
@@ -143,9 +145,9 @@ class SynthesizerSpec:
 
 
 def _registry() -> dict[str, EngineSpec]:
-    from stransfer.engines import adain, gatys, johnson, msgnet, swap
+    from stransfer.engines import adain, gatys, johnson, msgnet, stylebank, swap
 
-    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC, msgnet.SPEC]
+    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC, msgnet.SPEC, stylebank.SPEC]
     return {spec.name: spec for spec in specs}
 
 

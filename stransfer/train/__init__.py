@@ -21,9 +21,9 @@ RUN_CONFIG = "config.json"
 
 
 def _registry() -> dict[str, TrainerSpec]:
-    from stransfer.train import adain, johnson, msgnet, texture
+    from stransfer.train import adain, johnson, msgnet, stylebank, texture
 
-    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC, msgnet.SPEC)}
+    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC, msgnet.SPEC, stylebank.SPEC)}
 
 
 TRAINERS: dict[str, TrainerSpec] = _registry()
