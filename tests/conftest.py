@@ -128,17 +128,18 @@ def read_only_dir(tmp_path: Path):
         subprocess.run(["umount", str(path)], check=False)
 
 
-def log_losses(run: Path) -> dict[int, float]:
-    """Each logged step's total loss in a run folder."""
+def log_losses(run: Path, key: str = "total") -> dict[int, float]:
+    """Each logged step's total loss in a run folder (or the loss logged as `key`, e.g. a critic's)."""
     import json
 
-    return {r["step"]: r["total"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+    return {r["step"]: r[key] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
 
 
 def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[str], steps: int, vgg: Path,
-                                              kill_after: int = 10) -> None:
+                                              kill_after: int = 10, keys: tuple[str, ...] = ("total",)) -> None:
     """`stransfer train ARGS --steps STEPS` run whole, and again killed with SIGKILL past step `kill_after`, then
-    resumed: the resumed run's losses equal the whole run's, step for step, and only it writes its model."""
+    resumed: the resumed run's losses equal the whole run's, step for step, and only it writes its model. `keys`:
+    the logged losses compared (a task with a critic adds the critic's, so both networks' curves must continue)."""
     import os
     import signal
     import subprocess
@@ -164,8 +165,9 @@ def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[s
     assert max(log_losses(cut)) < steps and not (tmp_path / "cut.pth").exists()
     subprocess.run([sys.executable, "-m", "stransfer", "train", train_args[0], "--resume", str(cut), "--threads",
                     "1", "--vgg-weights", str(vgg)], env=env, check=True, capture_output=True)
-    resumed, reference = log_losses(cut), log_losses(whole)
-    assert sorted(resumed) == list(range(1, steps + 1))  # steps past the checkpoint were dropped, then redone
-    for step in range(1, steps + 1):
-        assert resumed[step] == pytest.approx(reference[step], rel=1e-5), step
+    assert sorted(log_losses(cut)) == list(range(1, steps + 1))  # steps past the checkpoint were dropped, then redone
+    for key in keys:
+        resumed, reference = log_losses(cut, key), log_losses(whole, key)
+        for step in range(1, steps + 1):
+            assert resumed[step] == pytest.approx(reference[step], rel=1e-5), (key, step)
     assert (tmp_path / "cut.pth").exists()

@@ -52,6 +52,18 @@ class TrainConfig:
     seed: int = param(0, ge=0, help="Seed of the data order and initial weights.")
 
 
+@dataclass(frozen=True)
+class CriticTrainConfig(TrainConfig):
+    """Settings of a trainer whose task also trains a critic (a GAN's discriminator) beside its model."""
+
+    # Two time-scales (Heusel et al. 2017): the critic learns faster than the model it judges, so the model is
+    # always answered by a critic that has caught up with it, not by a stale one.
+    critic_learning_rate: float = param(4e-4, gt=0.0, help="Adam learning rate of the critic.")
+    # GANs train with a short memory of past gradients (Radford et al. 2016; MGAN's own setting): with the usual
+    # 0.9 each network keeps pushing against where the other one was several steps ago, and the pair oscillates.
+    adam_beta1: float = param(0.5, ge=0.0, le=0.99, help="Adam's beta1, for the model and the critic.")
+
+
 class Task(Protocol):
     """What the loop needs from a trainer: the trainable module, batches, a loss, previews, a model file."""
 
@@ -73,9 +85,23 @@ class Task(Protocol):
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None: ...
 
 
+class CriticTask(Task, Protocol):
+    """A task that also trains a critic (its config a CriticTrainConfig). Each step the loop trains the model on
+    `loss` with the critic frozen, then the critic on `critic_loss` of the same batch with its own Adam; both
+    networks and both optimisers are checkpointed, so a resumed run continues both curves."""
+
+    critic: nn.Module
+
+    def critic_loss(self, batch: Any, model: nn.Module,
+                    critic: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        """The critic's loss on `batch`: real samples against the model's outputs, with no gradient to the model.
+        It runs right after `loss` on the same batch, so a task may reuse the outputs `loss` made."""
+        ...
+
+
 def place(module: ModuleT, runtime: Runtime) -> ModuleT:
     """A network on the run's device in channels-last, the layout the tasks' batches come in: oneDNN's
-    convolutions run fastest in it (1.05-1.2x a training step on 2 AVX2 cores), as do cuDNN's in bf16."""
+    convolutions run fastest in it, as do cuDNN's in bf16 (benchmarks/layout.py)."""
     return module.to(runtime.device, memory_format=torch.channels_last)
 
 
@@ -85,8 +111,75 @@ def place_loss_network(backbone: ModuleT, runtime: Runtime) -> ModuleT:
     return winograd.adopt(place(backbone, runtime), runtime)
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.learning_rate / (1.0 + cfg.lr_decay * step)
+def _lr(cfg: TrainConfig, step: int, rate: float | None = None) -> float:
+    """The rate at `step` (the model's, or `rate` decayed alike)."""
+    return (cfg.learning_rate if rate is None else rate) / (1.0 + cfg.lr_decay * step)
+
+
+@dataclass
+class Critic:
+    """A task's critic as the loop trains it: placed, wrapped for DDP where several ranks run, its own Adam."""
+
+    module: nn.Module
+    runner: nn.Module
+    optimizer: torch.optim.Optimizer
+    learning_rate: float
+
+
+def _adam(module: nn.Module, rate: float, cfg: TrainConfig) -> torch.optim.Adam:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if isinstance(cfg, CriticTrainConfig):
+        return torch.optim.Adam(params, lr=rate, betas=(cfg.adam_beta1, 0.999))
+    return torch.optim.Adam(params, lr=rate)
+
+
+def _ddp(module: nn.Module, runtime: Runtime, world: World) -> nn.Module:
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids) if world.size > 1 else module
+
+
+def _critic(task: Task, cfg: TrainConfig, runtime: Runtime, world: World) -> Critic | None:
+    """The task's critic ready to train, or None for a task without one."""
+    module = getattr(task, "critic", None)
+    if module is None:
+        return None
+    if not isinstance(cfg, CriticTrainConfig):
+        raise TypeError(f"task {task.name} trains a critic: its config must be a CriticTrainConfig")
+    module = place(module, runtime).train()
+    return Critic(module, _ddp(module, runtime, world), _adam(module, cfg.critic_learning_rate, cfg),
+                  cfg.critic_learning_rate)
+
+
+def _step(task: Task, cfg: TrainConfig, step: int, runner: nn.Module, optimizer: torch.optim.Optimizer,
+          critic: Critic | None) -> dict[str, float]:
+    """One optimiser step of the model, then, for a task with a critic, one of the critic; the losses logged."""
+    for group in optimizer.param_groups:
+        group["lr"] = _lr(cfg, step)
+    batch = task.batch(step)
+    optimizer.zero_grad(set_to_none=True)
+    if critic is None:
+        loss, losses = task.loss(batch, runner)
+        loss.backward()
+        optimizer.step()
+        return losses
+    # The model's loss passes through the critic; frozen, the critic computes no gradients of its own there.
+    trainable = [p for p in critic.module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        loss, losses = task.loss(batch, runner)
+        loss.backward()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    optimizer.step()
+    for group in critic.optimizer.param_groups:
+        group["lr"] = _lr(cfg, step, critic.learning_rate)
+    critic.optimizer.zero_grad(set_to_none=True)
+    critic_loss, critic_losses = task.critic_loss(batch, runner, critic.runner)  # type: ignore[attr-defined]
+    critic_loss.backward()
+    critic.optimizer.step()
+    return {**losses, **critic_losses}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -146,8 +239,9 @@ def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
 
 
 def _restore(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path,
-             world: World) -> tuple[int, float]:
-    """Model, optimiser and random state from the run's checkpoint; (step, elapsed seconds) reached."""
+             world: World, critic: Critic | None = None) -> tuple[int, float]:
+    """Model, optimiser, critic and its optimiser, and random state from the run's checkpoint; (step, elapsed
+    seconds) reached."""
     state = world.broadcast(_load_checkpoint(checkpoint) if world.is_main else None)
     if not isinstance(state, dict) or state.get("task") != name:
         found = state.get("task") if isinstance(state, dict) else type(state).__name__
@@ -156,6 +250,9 @@ def _restore(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, chec
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _reshape_moments(optimizer)
+        if critic is not None:
+            critic.module.load_state_dict(state["critic"])
+            critic.optimizer.load_state_dict(state["critic_optimizer"])
         _set_rng_state(state["rng"])
         return int(state["step"]), float(state["elapsed"])
     except (KeyError, RuntimeError, ValueError, EOFError) as e:
@@ -170,6 +267,16 @@ def _reshape_moments(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(p, {}).items():
                 if isinstance(value, torch.Tensor) and value.shape != p.shape and value.numel() == p.numel():
                     optimizer.state[p][key] = value.reshape(p.shape)
+
+
+def _save_checkpoint(path: Path, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     critic: Critic | None, step: int, elapsed: float) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+             "rng": _rng_state(), "task": task.name}
+    if critic is not None:
+        state |= {"critic": critic.module.state_dict(), "critic_optimizer": critic.optimizer.state_dict()}
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def _preview(task: Task, model: nn.Module, run_dir: Path, step: int) -> None:
@@ -192,16 +299,17 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
 
     Under torchrun each rank trains on its own stream of batches through DistributedDataParallel (gradients
     averaged: the effective batch is batch_size x world size); only rank 0 reads and writes the run folder,
-    and broadcasts what it read.
+    and broadcasts what it read. A task with a critic (CriticTask) trains it too, step for step.
     """
     model = place(task.model, runtime).train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    optimizer = _adam(model, cfg.learning_rate, cfg)
+    critic = _critic(task, cfg, runtime, world)
     step, elapsed = 0, 0.0
     losses: dict[str, float] = {}
     checkpoint = run_dir / CHECKPOINT
     writer = world.is_main
     if resume:
-        step, elapsed = _restore(task.name, model, optimizer, checkpoint, world)
+        step, elapsed = _restore(task.name, model, optimizer, checkpoint, world, critic)
         on_event(Note(f"resuming {task.name} at step {step} of {cfg.steps}"))
         if writer:
             losses = _truncate_log(run_dir / LOG, step)
@@ -209,19 +317,12 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG).unlink(missing_ok=True)
 
-    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-    runner: nn.Module = DistributedDataParallel(model, device_ids=ids) if world.size > 1 else model
+    runner = _ddp(model, runtime, world)
     window_start, window_steps = time.perf_counter(), 0
     with (run_dir / LOG).open("a") if writer else contextlib.nullcontext(None) as log:
         while step < cfg.steps:
             start = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = _lr(cfg, step)
-            batch = task.batch(step)
-            optimizer.zero_grad(set_to_none=True)
-            loss, losses = task.loss(batch, runner)
-            loss.backward()
-            optimizer.step()
+            losses = _step(task, cfg, step, runner, optimizer, critic)
             step += 1
             elapsed += time.perf_counter() - start
             window_steps += 1
@@ -233,9 +334,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
                 log.flush()
                 window_start, window_steps = time.perf_counter(), 0
             if writer and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-                with atomic_write(checkpoint) as f:
-                    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                                "elapsed": elapsed, "rng": _rng_state(), "task": task.name}, f)
+                _save_checkpoint(checkpoint, task, model, optimizer, critic, step, elapsed)
             if writer and (step % cfg.preview_every == 0 or step == cfg.steps):
                 _preview(task, model, run_dir, step)
     model.eval()
