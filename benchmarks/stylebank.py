@@ -6,6 +6,7 @@ speed against the Johnson network, and a bank added with --add-style leaving the
     python benchmarks/stylebank.py psnr --model stylebank [--held-out-photos 16] [--size 512]
     python benchmarks/stylebank.py speed --model stylebank [--johnson multistyle] [--size 1024] [--repeats 3]
     python benchmarks/stylebank.py unchanged --before stylebank --after stylebank9.pth
+    python benchmarks/stylebank.py step [--styles 8] [--threads 1] [--repeats 3]
 
 quality: for every style of the model and each photo (the samples' photos, or --held-out-photos N of the training
 folder's held-out ones: no model trains on either), the reference metric (FACTS.md): style ratio, content
@@ -24,6 +25,12 @@ Johnson alternating in the same run so both see the same machine; the issue asks
 unchanged: every tensor the --before model holds is bit for bit the same in the --after one, and each of its styles
 stylises the photos to the very same pixels.
 
+step: seconds per training step of each kind, as `stransfer train stylebank` takes them with the default settings
+(384 px crops of the training photos, batch 4, the real VGG16 loss network, --styles synthetic style images): a
+stylising step, an auto-encoder step, their mean over the (T+1) schedule, and an --add-style step. Wall time, and
+the process's CPU time beside it (on a machine shared with other work, CPU time / threads is what an idle machine's
+wall time would be).
+
 Quality: about a minute per style at 512 px on 2 AVX2-only cores (8 photos); speed: about a minute.
 """
 
@@ -37,11 +44,15 @@ from pathlib import Path
 
 import torch
 
-from quality import default_photos, held_out_photos, style_image
+from quality import CONTENT, default_photos, held_out_photos, style_image
 from stransfer import color, images, metrics, weights
+from stransfer.backbone import VGGFeatures
 from stransfer.device import make_runtime
 from stransfer.engines import ENGINES, EngineInputs
 from stransfer.engines.stylebank import load_network
+from stransfer.train.data import list_images, split
+from stransfer.train.loop import place, place_loss_network
+from stransfer.train.stylebank import StyleBankTask, StyleBankTrainConfig, autoencoder_step
 from timing import cpu_name
 
 # Issue 44's bars (512 px, photos never trained on).
@@ -168,9 +179,65 @@ def unchanged(args: argparse.Namespace, runtime) -> None:
         print(f"{name}: {same} of {len(pictures)} photos the same bit for bit", flush=True)
 
 
+def _timed(task: StyleBankTask, model: torch.nn.Module, step: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one optimiser step of the task, as the training loop takes it."""
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    wall, cpu = time.perf_counter(), time.process_time()
+    with torch.enable_grad():
+        batch = task.batch(step)
+        optimizer.zero_grad(set_to_none=True)
+        task.loss(batch, model)[0].backward()
+        optimizer.step()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def step_seconds(cfg: StyleBankTrainConfig, runtime, backbone: torch.nn.Module, styles: int, files: list[Path],
+                 repeats: int) -> dict[str, tuple[float, float]]:
+    """Mean (wall, CPU) seconds of each kind of training step: stylising, auto-encoder, --add-style (one new bank
+    beside `styles` frozen ones), and the mean over the (T+1) schedule."""
+    images = [torch.rand(1, 3, 320, 400, generator=torch.Generator().manual_seed(i)) for i in range(styles)]
+    paths = [Path(f"style{i}.jpg") for i in range(styles)]
+    names = [f"old{i}" for i in range(styles)]
+    tasks = {"full": StyleBankTask(cfg, runtime, backbone, images, paths, files, []),
+             "add": StyleBankTask(cfg, runtime, backbone, images[:1], paths[:1], files, [],
+                                  frozen=(names, [f"{n}.jpg" for n in names]))}
+    models = {name: place(task.model, runtime).train() for name, task in tasks.items()}
+    period = cfg.stylize_steps + 1
+    _timed(tasks["full"], models["full"], 0)  # warm-up
+    rows: dict[str, list[tuple[float, float]]] = {"stylising": [], "auto-encoder": [], "--add-style": []}
+    for repeat in range(repeats):
+        for number in range(period * (repeat + 1), period * (repeat + 2)):
+            kind = "auto-encoder" if autoencoder_step(number, cfg.stylize_steps) else "stylising"
+            rows[kind].append(_timed(tasks["full"], models["full"], number))
+        rows["--add-style"].append(_timed(tasks["add"], models["add"], repeat))
+    mean = {kind: (sum(t[0] for t in times) / len(times), sum(t[1] for t in times) / len(times))
+            for kind, times in rows.items()}
+    mean["mean over the schedule"] = tuple(  # type: ignore[assignment]
+        (cfg.stylize_steps * a + b) / period for a, b in zip(mean["stylising"], mean["auto-encoder"]))
+    return mean
+
+
+def step(args: argparse.Namespace, runtime) -> None:
+    cfg = StyleBankTrainConfig()
+    backbone = VGGFeatures(cfg.backbone, deepest="relu4_3")
+    backbone.load_weights(weights.resolve(cfg.backbone)[0])
+    files = split(list_images(CONTENT))[0] if CONTENT.is_dir() else default_photos()
+    seconds = step_seconds(cfg, runtime, place_loss_network(backbone, runtime), args.styles, files, args.repeats)
+    print(f"# stylebank training step: {cpu_name()} ({platform.machine()}), {torch.get_num_threads()} threads, "
+          f"{runtime.precision}; batch {cfg.batch_size} of {cfg.image_size} px, {args.styles} styles, T = "
+          f"{cfg.stylize_steps}; means of {args.repeats} schedules")
+    print("| step | wall s | CPU s |")
+    print("|---|---|---|")
+    for kind, (wall, cpu) in seconds.items():
+        print(f"| {kind} | {wall:.2f} | {cpu:.2f} |")
+
+
+CHECKS = {"quality": quality, "blend": blend, "psnr": psnr, "speed": speed, "unchanged": unchanged, "step": step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=["quality", "blend", "psnr", "speed", "unchanged"])
+    parser.add_argument("check", choices=list(CHECKS))
     parser.add_argument("--model", default="stylebank")
     parser.add_argument("--johnson", default="multistyle", help="speed: the Johnson model to time against")
     parser.add_argument("--before", help="unchanged: the model the styles were added to")
@@ -179,21 +246,21 @@ def main() -> None:
                         help="N held-out photos of ../shared/data/content instead of the samples")
     parser.add_argument("--size", type=int, help="output long side (512; speed: 1024)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--styles", type=int, default=8, help="step: styles of the model trained")
+    parser.add_argument("--threads", type=int, help="torch threads (default: the runtime's)")
     parser.add_argument("--save", type=Path, metavar="DIR", help="quality: also write each output there")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
     args.size = args.size or (1024 if args.check == "speed" else 512)
-    runtime = make_runtime(args.device, args.precision, seed=0)
+    if args.check == "unchanged" and not (args.before and args.after):
+        parser.error("unchanged needs --before MODEL --after MODEL")
+    runtime = make_runtime(args.device, args.precision, args.threads, seed=0)
     if args.check in ("quality", "blend"):
         metric_net = metrics.metric_backbone(weights.resolve("vgg16")[0])
-        (quality if args.check == "quality" else blend)(args, runtime, metric_net)
-    elif args.check == "unchanged":
-        if not (args.before and args.after):
-            parser.error("unchanged needs --before MODEL --after MODEL")
-        unchanged(args, runtime)
+        CHECKS[args.check](args, runtime, metric_net)
     else:
-        (psnr if args.check == "psnr" else speed)(args, runtime)
+        CHECKS[args.check](args, runtime)
 
 
 if __name__ == "__main__":

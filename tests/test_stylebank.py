@@ -334,3 +334,16 @@ def test_sigkill_then_resume_continues_the_curve(tmp_path, train_args):
     (wave, dots, _), common = train_args
     assert_kill_and_resume_continue_the_curve(tmp_path, ["stylebank", "-s", wave, "-s", dots, *common], 15,
                                               common[5], kill_after=5)
+
+
+def test_the_training_step_benchmark_runs_each_kind_of_step(random_vgg16, photos):
+    """benchmarks/stylebank.py step times the task's own steps; a benchmark that no longer runs measures nothing."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from stylebank import step_seconds
+
+    cfg = StyleBankTrainConfig(**TINY)
+    seconds = step_seconds(cfg, Runtime(torch.device("cpu")), random_vgg16, 2, sorted(photos.glob("*.png")), 1)
+    assert set(seconds) == {"stylising", "auto-encoder", "--add-style", "mean over the schedule"}
+    assert all(wall > 0 and cpu > 0 for wall, cpu in seconds.values())
