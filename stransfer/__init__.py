@@ -1,6 +1,7 @@
-"""stransfer: neural style transfer with Gatys, Johnson and AdaIN engines on one VGG backbone.
+"""stransfer: neural style transfer and texture synthesis, every engine on one VGG backbone.
 
-The Python API is `stylize`, `Stylizer`, `texture` and `TextureMaker` (see stransfer.api); the command line is `stransfer`."""
+The Python API is `stylize`, `Stylizer`, `texture` and `TextureMaker` (see stransfer.api); the command line is
+`stransfer`."""
 
 from __future__ import annotations
 

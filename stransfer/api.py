@@ -150,6 +150,8 @@ def output_label(method: str, styles: Sequence[str | os.PathLike[str]], config: 
     """What outputs are named after: the style images, the styles picked in a model that holds several, or the
     model of an engine whose style is baked in."""
     spec = engine_spec(method)
+    if spec.style_input == "images" and not styles:
+        raise UsageError(f"`method` {spec.name} needs a style image: `style` FILE")
     if spec.style_input == "names" and styles:
         return "+".join(os.fspath(s) for s in styles)
     by_style = spec.style_input in ("images", "either") and styles

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stransfer.errors import ArgumentTypeError, ConfigError
+from stransfer.errors import ArgumentTypeError, ConfigError, ConfigTypeError
 from stransfer.fileio import file_problem
 
 T = TypeVar("T")
@@ -166,8 +166,11 @@ def build(cls: type[T], toml_path: Path | None = None, overrides: Mapping[str, A
                 raise _fail(key, f"'{key}': {e}", where) from None
         try:
             values[key] = _coerce(value, hints[key])
-        except (TypeError, ValueError):
-            raise _fail(key, f"'{key}' must be {_type_name(hints[key])} (got {value!r})", where) from None
+        except (TypeError, ValueError) as e:
+            problem = _fail(key, f"'{key}' must be {_type_name(hints[key])} (got {value!r})", where)
+            if where is None and isinstance(e, TypeError):
+                raise ConfigTypeError(str(problem), key=key) from None
+            raise problem from None
         sources[key] = where
 
     for key, value in (defaults or {}).items():

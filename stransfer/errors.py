@@ -40,6 +40,11 @@ class ConfigError(ArgumentError):
         self.key = key
 
 
+class ConfigTypeError(ConfigError, ArgumentTypeError):
+    """A setting given as an argument of a type it does not take (a number where a name belongs): a TypeError
+    too, as Python code expects."""
+
+
 class InputError(StransferError):
     """One input image cannot be used; the other inputs of a run still are (exit code 1)."""
 

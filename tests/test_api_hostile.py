@@ -46,7 +46,7 @@ def test_bad_content_raises_the_librarys_own_value_and_type_errors(tiny_johnson,
     (dict(threads="2"), "'threads' must be an integer"),
     (dict(seed=1.5), "'seed' must be an integer"),
     (dict(device=0), "`device` must be a string"),
-    (dict(config=3), "`config` must be a path"),
+    (dict(config=3), "`config` must be a TOML path"),
     (dict(max_pixels="many"), "'max_pixels' must be an integer"),
     (dict(on_event="print"), "`on_event` must be callable"),
 ])
@@ -57,7 +57,7 @@ def test_arguments_of_the_wrong_type_say_what_is_accepted(tiny_johnson, argument
 
 def test_texture_checks_its_size_and_style_types(random_weights_file):
     for bad, words in [(dict(size=None), "`size` must be an integer"), (dict(style=5), "`style` must be"),
-                       (dict(style_loss=3), "`style_loss` must be a string")]:
+                       (dict(style_loss=3), "'style_loss' must be a string")]:
         arguments = {"style": torch.rand(3, 16, 16), "size": 32, **bad}
         with pytest.raises(ArgumentTypeError, match=words):
             stransfer.texture(vgg_weights=random_weights_file, device="cpu", **arguments)

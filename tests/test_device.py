@@ -120,6 +120,8 @@ FAULTS_PROBE = """
 import resource, torch
 from stransfer.device import make_runtime
 make_runtime("cpu")
+for _ in range(5):  # the heap settles in the first few blocks (alignment leaves holes)
+    torch.ones((64 << 20) // 4)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     torch.ones((64 << 20) // 4)  # 64 MB, over glibc's largest mmap threshold; freed at once
@@ -137,4 +139,4 @@ def test_cpu_runtime_makes_malloc_reuse_freed_blocks_unless_the_user_set_glibcs_
 
     pages = (64 << 20) // 4096
     assert page_faults(MALLOC_MMAP_MAX_="65536") >= 5 * pages  # glibc's default: a fresh mapping every time
-    assert page_faults() < 2 * pages  # stransfer's: the first block's pages serve all five
+    assert page_faults() < pages  # stransfer's: the settled heap's pages serve all five

@@ -211,7 +211,7 @@ def test_cli_picks_blends_and_refuses_styles(capsys, tmp_path, make_image, ab_mo
         (["-s", "nope"], "holds no style 'nope' (its styles: a, b)"),
         ([], "holds 2 styles: pick one with -s NAME"),
         (["-s", "a", "--style-blend", "1,1"], "2 weights for 1 style"),
-        (["-s", str(make_image("s.png"))], "takes style names, not style images"),
+        (["-s", str(make_image("s.png"))], "takes the names of its styles, not style images"),
         (["-s", "a", "--mask", str(make_image("m.png"))], "no --mask"),
     ]
     for extra, message in cases:

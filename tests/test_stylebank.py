@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import stransfer
-from stransfer import weights
 from stransfer.device import Runtime, make_runtime
 from stransfer.engines import ENGINES, EngineInputs
 from stransfer.engines.stylebank import StyleBankArch, StyleBankConfig, StyleBankNet, load_network, save_network

@@ -195,7 +195,8 @@ class StyleBank:
 
     def __init__(self, net: StyleBankNet, runtime: Runtime, held: list[str], inputs: EngineInputs,
                  model: str = "model", tile: str = "auto", tile_overlap: int = tiling.DEFAULT_OVERLAP) -> None:
-        self.net, self.runtime, self.held, self.inputs, self.model = net.to(runtime.device), runtime, held, inputs, model
+        self.net, self.runtime, self.held = net.to(runtime.device), runtime, held
+        self.inputs, self.model = inputs, model
         self.tile, self.tile_overlap = tile, tile_overlap
         self.norms = [m for m in self.net.modules() if isinstance(m, Norm)]
 

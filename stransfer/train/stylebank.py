@@ -219,7 +219,7 @@ def _layers(cfg: StyleBankTrainConfig) -> tuple[str, ...]:
 SPEC = TrainerSpec(
     name=ENGINE,
     summary="Train a StyleBank network (one encoder and decoder, a filter bank per style) on the (T+1) schedule, "
-            "or add styles to a trained one by new banks alone (resumable).",
+            "or add new styles' banks (resumable).",
     config_type=StyleBankTrainConfig,
     inputs={"style": TrainInput("files", "Style image; repeat it for one bank per style.", "-s"),
             "data": TrainInput("folder", "Folder of content photos (searched recursively)."),
