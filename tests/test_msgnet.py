@@ -197,6 +197,25 @@ def test_training_writes_a_model_whose_styles_work_by_name(capsys, tmp_path, tin
     assert (np.asarray(by_name) == np.asarray(by_image)).all()
 
 
+def test_a_run_from_a_trained_model_may_change_crops_and_styles(capsys, tmp_path, tiny_train_args):
+    """The staged schedule: small crops first, then --init at the size of use; the generator takes any style, so
+    the second stage may train other styles, and its file names those."""
+    code, _, err = cli(capsys, "train", "msgnet", *tiny_train_args, "--steps", "2", "--run-dir", tmp_path / "r1",
+                       "-o", tmp_path / "first.pth")
+    assert code == 0, err
+    gradient_image(44, 44, seed=21).save(tmp_path / "grid.png")
+    code, _, err = cli(capsys, "train", "msgnet", "--init", tmp_path / "first.pth", "-s", tmp_path / "grid.png",
+                       *tiny_train_args[4:], "--image-size", "40", "--steps", "2", "--run-dir", tmp_path / "r2",
+                       "-o", tmp_path / "second.pth")
+    assert code == 0, err
+    payload = weights.load_model(tmp_path / "second.pth", "msgnet")
+    assert payload["styles"] == ["grid"] and payload["steps"] == 4
+    assert [stage["train_config"]["image_size"] for stage in payload["record"]["lineage"]] == [32, 40]
+    code, _, err = cli(capsys, "train", "msgnet", "--init", tmp_path / "first.pth", *tiny_train_args, "--channels",
+                       "16", "--run-dir", tmp_path / "r3", "-o", tmp_path / "third.pth")
+    assert code == 2 and "contradicts --init" in one_error_line(err)
+
+
 def test_the_style_size_of_a_step_is_a_function_of_seed_and_step(tmp_path, tiny_train_args):
     from stransfer.train.msgnet import MSGNetTask, MSGNetTrainConfig
 

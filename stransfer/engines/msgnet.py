@@ -80,9 +80,9 @@ class Bottleneck(nn.Module):
     before its 1x1 convolution, what a stride-2 1x1 convolution computes (whose backward pass in channels-last
     crashed torch 2.14 on the CPU for narrow layers)."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, up: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, up: bool = False, mid: int | None = None) -> None:
         super().__init__()
-        mid = max(1, cout // 4)
+        mid = mid or max(1, cout // 4)
         self.up, self.stride = up, stride
         self.shortcut = None if cin == cout and stride == 1 and not up else nn.Conv2d(cin, cout, 1)
         self.reduce = nn.Sequential(Norm(cin), nn.ReLU(), nn.Conv2d(cin, mid, 1), Norm(mid), nn.ReLU())
@@ -128,10 +128,14 @@ class MSGNet(nn.Module):
         super().__init__()
         w, c = arch.width, arch.channels
         self.arch = arch
-        self.encoder = nn.Sequential(_conv(3, w, 7), Bottleneck(w, 2 * w, stride=2), Bottleneck(2 * w, c, stride=2))
+        # The blocks outside the middle keep `width` channels in their 3x3 convolutions where the paper's quarter
+        # of their output would leave 4 or 8: the only spatial filters at full and half size, too thin to draw.
+        self.encoder = nn.Sequential(_conv(3, w, 7), Bottleneck(w, 2 * w, stride=2, mid=w),
+                                     Bottleneck(2 * w, c, stride=2))
         self.comatch = CoMatch(c)
         self.body = nn.Sequential(*[Bottleneck(c, c) for _ in range(arch.blocks)])
-        self.decoder = nn.Sequential(Bottleneck(c, 2 * w, up=True), Bottleneck(2 * w, w, up=True), Norm(w), nn.ReLU(),
+        self.decoder = nn.Sequential(Bottleneck(c, 2 * w, up=True, mid=w), Bottleneck(2 * w, w, up=True, mid=w),
+                                     Norm(w), nn.ReLU(),
                                      _conv(w, 3, 7))
 
     def gram(self, style: torch.Tensor) -> torch.Tensor:
@@ -226,7 +230,7 @@ class MSGNetConfig(tiling.TileConfig):
 
 # Working set of one inference pass per pixel, fp32, shipped architecture: peak RSS at 1024x768 less that at
 # 256x192, per added pixel (benchmarks/msgnet.py, section memory), with a quarter more for allocator noise.
-BYTES_PER_PIXEL = 500
+BYTES_PER_PIXEL = 660
 
 
 @dataclass
