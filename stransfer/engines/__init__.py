@@ -145,9 +145,9 @@ class SynthesizerSpec:
 
 
 def _registry() -> dict[str, EngineSpec]:
-    from stransfer.engines import adain, gatys, johnson, msgnet, stylebank, swap
+    from stransfer.engines import adain, gatys, johnson, mgan, msgnet, stylebank, swap
 
-    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC, msgnet.SPEC, stylebank.SPEC]
+    specs = [gatys.SPEC, johnson.SPEC, adain.SPEC, swap.SPEC, mgan.SPEC, msgnet.SPEC, stylebank.SPEC]
     return {spec.name: spec for spec in specs}
 
 

@@ -21,9 +21,10 @@ RUN_CONFIG = "config.json"
 
 
 def _registry() -> dict[str, TrainerSpec]:
-    from stransfer.train import adain, johnson, msgnet, stylebank, texture
+    from stransfer.train import adain, johnson, mgan, msgnet, stylebank, texture
 
-    return {spec.name: spec for spec in (johnson.SPEC, adain.SPEC, texture.SPEC, msgnet.SPEC, stylebank.SPEC)}
+    specs = (johnson.SPEC, adain.SPEC, texture.SPEC, mgan.SPEC, stylebank.SPEC, msgnet.SPEC)
+    return {spec.name: spec for spec in specs}
 
 
 TRAINERS: dict[str, TrainerSpec] = _registry()

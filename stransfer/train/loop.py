@@ -65,7 +65,8 @@ class CriticTrainConfig(TrainConfig):
 
 
 class Task(Protocol):
-    """What the loop needs from a trainer: the trainable module, batches, a loss, previews, a model file."""
+    """What the loop needs from a trainer: the trainable module, batches, a loss, previews, a model file. A task
+    may also name the memory layout its networks train in (`memory_format`; channels-last when it does not)."""
 
     name: str
     model: nn.Module
@@ -99,10 +100,15 @@ class CriticTask(Task, Protocol):
         ...
 
 
-def place(module: ModuleT, runtime: Runtime) -> ModuleT:
+def place(module: ModuleT, runtime: Runtime, memory_format: torch.memory_format = torch.channels_last) -> ModuleT:
     """A network on the run's device in channels-last, the layout the tasks' batches come in: oneDNN's
-    convolutions run fastest in it, as do cuDNN's in bf16 (benchmarks/layout.py)."""
-    return module.to(runtime.device, memory_format=torch.channels_last)
+    convolutions run fastest in it, as do cuDNN's in bf16 (benchmarks/layout.py). A task whose model trains faster
+    in another layout says so (Task.memory_format)."""
+    return module.to(runtime.device, memory_format=memory_format)
+
+
+def _layout(task: Task) -> torch.memory_format:
+    return getattr(task, "memory_format", torch.channels_last)
 
 
 def place_loss_network(backbone: ModuleT, runtime: Runtime) -> ModuleT:
@@ -145,7 +151,7 @@ def _critic(task: Task, cfg: TrainConfig, runtime: Runtime, world: World) -> Cri
         return None
     if not isinstance(cfg, CriticTrainConfig):
         raise TypeError(f"task {task.name} trains a critic: its config must be a CriticTrainConfig")
-    module = place(module, runtime).train()
+    module = place(module, runtime, _layout(task)).train()
     return Critic(module, _ddp(module, runtime, world), _adam(module, cfg.critic_learning_rate, cfg),
                   cfg.critic_learning_rate)
 
@@ -301,7 +307,7 @@ def train(task: Task, cfg: TrainConfig, runtime: Runtime, run_dir: Path, out: Pa
     averaged: the effective batch is batch_size x world size); only rank 0 reads and writes the run folder,
     and broadcasts what it read. A task with a critic (CriticTask) trains it too, step for step.
     """
-    model = place(task.model, runtime).train()
+    model = place(task.model, runtime, _layout(task)).train()
     optimizer = _adam(model, cfg.learning_rate, cfg)
     critic = _critic(task, cfg, runtime, world)
     step, elapsed = 0, 0.0
