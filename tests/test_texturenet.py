@@ -61,6 +61,15 @@ def test_any_size_works_odd_ones_too(tiny_textures, width, height):
     assert image.size == (width, height)
 
 
+@pytest.mark.parametrize("width, height", [(16, 16), (32, 17)])
+def test_the_shipped_architecture_makes_textures_whose_coarsest_scale_is_one_pixel(width, height):
+    arch = TextureNetArch()  # six scales: a 16 or 32 px texture's coarsest noise is 1x1
+    net = random_generator(arch, 2)
+    with torch.no_grad():
+        out = net(noise(arch, height, width, [0]), torch.tensor([[1.0, 0.0]]))
+    assert out.shape == (1, 3, height, width) and torch.isfinite(out).all()
+
+
 def test_texture_codes_pick_and_blend_textures(tiny_textures):
     net, _ = load_generator(tiny_textures)
     levels = noise(ARCH, 24, 24, [0])

@@ -47,7 +47,10 @@ class CodedNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         scale, shift = code @ self.weight, code @ self.bias
-        return F.instance_norm(x) * scale[:, :, None, None].to(x) + shift[:, :, None, None].to(x)
+        # A one-pixel map (the coarsest scale of a small texture) is its own mean: normalised, it is zero, which
+        # instance_norm refuses to compute.
+        normed = F.instance_norm(x) if x.shape[-2] * x.shape[-1] > 1 else torch.zeros_like(x)
+        return normed * scale[:, :, None, None].to(x) + shift[:, :, None, None].to(x)
 
 
 class Block(nn.Module):

@@ -205,7 +205,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} CPU, {threads} thread{'s' * (threads != 1)}"
 
 
 _NOT_LOSSES = ("step", "lr", "elapsed_s", "steps_per_s")
