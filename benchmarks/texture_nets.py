@@ -1,6 +1,6 @@
 """A texture network model against issue 43's bars: quality, diversity, selection, blends, speed and memory.
 
-    python benchmarks/texture_nets.py --model textures [--size 512] [--slow] [--speed] [--memory 2048]
+    python benchmarks/texture_nets.py --model textures [--size 512] [--slow [--slow-dir DIR]] [--speed] [--memory 2048]
     python benchmarks/texture_nets.py --model A.pth --compare B.pth      # e.g. diversity weight 0.1 against 0
 
 For each texture the model holds (its exemplar found by file name in examples/, ../shared/data/style or
@@ -8,14 +8,17 @@ For each texture the model holds (its exemplar found by file name in examples/, 
 the texture's):
 - style: the style distance of a sample (seed 0) to its exemplar; "noise": that of uniform noise, and their ratio
   (bar: at most 0.2); with --slow, the slow `stransfer texture` (Gatys from noise, its defaults) at the same size
-  and seed, and the ratio net/slow (bar: at most 1.5). The slow one takes minutes a texture.
+  and seed, and the ratio net/slow (bar: at most 1.5). The slow one takes minutes a texture (14 at 512 px on two
+  AVX2 cores); --slow-dir keeps them (EXEMPLAR-STEM_SIZE.png) for the next report, which compares the kept ones
+  even without --slow.
 - diversity: the mean absolute pixel difference of two samples (seeds 0 and 1), over that of two non-overlapping
   crops of the exemplar at the same scale (bar: at least 0.6); both measured on square crops of half the size.
 - nearest: the exemplar nearest (style distance) to the texture's sample: its own, or the bar fails.
 - blend: for consecutive textures A and B, a 0.5/0.5 code's sample must lie nearer A than B's own sample does,
   and nearer B than A's own sample does.
 --speed: seconds for one --size texture, model loaded (median of 5); --memory N: peak RSS of
-`stransfer texture -m net --size N` in a fresh process.
+`stransfer texture -m net --size N` in a fresh process. --sheet FILE draws each texture at three seeds and its
+0.5/0.5 blend with the next (the exemplars are not drawn: their licence does not let them ship).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
 import stransfer
 from stransfer import images, losses, metrics, weights
+from stransfer.drawing import BACKGROUND, INK, font
 from stransfer.engines.named import model_styles
 from stransfer.engines.texturenet import ENGINE
 from timing import peak_rss
@@ -90,7 +95,22 @@ def sample(model: str, textures: list[str], size: int, seed: int, blend: list[fl
     return images.pil_to_tensor(image)
 
 
-def report(model: str, size: int, slow: bool) -> None:
+def slow_texture(file: str, size: int, keep: Path | None, make: bool) -> torch.Tensor | None:
+    """The slow texture (Gatys from noise, its defaults, seed 0) of an exemplar, read from `keep` when made before;
+    made when `make`, None otherwise."""
+    kept = keep / f"{Path(file).stem}_{size}.png" if keep else None
+    if kept and kept.exists():
+        return images.load_image(kept).rgb
+    if not make:
+        return None
+    image = stransfer.texture(str(_find(file)), size, seed=0)
+    if kept:
+        keep.mkdir(parents=True, exist_ok=True)
+        image.save(kept)
+    return images.pil_to_tensor(image)
+
+
+def report(model: str, size: int, slow: bool, keep: Path | None = None) -> None:
     path = weights.find_model(model)
     payload = weights.load_model(path, ENGINE)
     names = model_styles(payload, path)
@@ -108,8 +128,8 @@ def report(model: str, size: int, slow: bool) -> None:
         noise = stick.distance(noise_image, targets[i])
         slow_d = "-"
         ratio_slow = "-"
-        if slow:
-            slow_image = images.pil_to_tensor(stransfer.texture(str(_find(files[i])), size, seed=0))
+        slow_image = slow_texture(files[i], size, keep, slow) if slow or keep else None
+        if slow_image is not None:
             slow_value = stick.distance(slow_image, targets[i])
             slow_d, ratio_slow = f"{slow_value:.3f}", f"{style / slow_value:.2f}"
         other = sample(model, [name], size, 1)
@@ -164,17 +184,44 @@ def memory(model: str, size: int) -> None:
     print(f"\n{size} px texture in a fresh process: {seconds:.1f} s, peak RSS {peak / 2**30:.2f} GiB")
 
 
+def sheet(model: str, out: Path, side: int = 256) -> None:
+    """A row per texture: seeds 0, 1 and 2, then its 0.5/0.5 blend with the next texture, each captioned."""
+    names = model_styles(*_payload(model))
+    gap, caption = 8, 22
+    columns = 4
+    canvas = Image.new("RGB", (columns * (side + gap) + gap, len(names) * (side + caption + gap) + gap), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for row, name in enumerate(names):
+        after = names[(row + 1) % len(names)]
+        cells = [(stransfer.texture([name], side, method="net", model=model, seed=seed), f"{name}, seed {seed}")
+                 for seed in range(3)]
+        cells.append((stransfer.texture([name, after], side, method="net", model=model, seed=0,
+                                        style_blend=[0.5, 0.5]), f"0.5 {name} + 0.5 {after}"))
+        y = gap + row * (side + caption + gap)
+        for col, (image, text) in enumerate(cells):
+            x = gap + col * (side + gap)
+            canvas.paste(image, (x, y))
+            draw.text((x + 2, y + side + 3), text[:40], fill=INK, font=font(12))
+    canvas.save(out, quality=88)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="textures")
     parser.add_argument("--compare", help="a second model, reported the same way (e.g. trained without diversity)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slow", action="store_true", help="also run the slow texture at the same size")
+    parser.add_argument("--slow-dir", type=Path, help="where slow textures are kept between reports")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--memory", type=int, default=0, help="peak memory of a texture of this size")
+    parser.add_argument("--sheet", type=Path, help="draw the textures here (e.g. docs/textures.jpg)")
     args = parser.parse_args()
+    if args.sheet:
+        sheet(args.model, args.sheet)
+        return
     for model in filter(None, (args.model, args.compare)):
-        report(model, args.size, args.slow)
+        report(model, args.size, args.slow, args.slow_dir)
         if args.speed:
             speed(model, args.size)
         if args.memory:

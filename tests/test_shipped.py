@@ -10,11 +10,12 @@ from stransfer.weights.models import SHIPPED_MODELS
 from stransfer.train import lineage_of
 from stransfer.engines.adain import load_decoder
 from stransfer.engines.johnson import load_transformer
+from stransfer.engines import texturenet
 
 from conftest import cli
 
 SHIPPED = sorted(SHIPPED_MODELS.glob("*.pth"))
-LIMITS_MB = {"johnson": 10, "adain": 20}
+LIMITS_MB = {"johnson": 10, "adain": 20, "texturenet": 10}
 
 
 def test_there_are_shipped_models():
@@ -50,6 +51,9 @@ def test_shipped_model_identity_size_and_output(path):
             net, _ = load_transformer(path)
             # A model holding several styles runs one of them (its last), picked by a one-hot row.
             out = net(x) if net.styles == 1 else net(x, torch.eye(net.styles)[-1])
+        elif engine == texturenet.ENGINE:
+            generator, _ = texturenet.load_generator(path)
+            out = generator(texturenet.noise(generator.arch, 40, 56, [0]), torch.eye(generator.textures)[-1:])
         else:
             decoder, _ = load_decoder(path)
             out = decoder(torch.rand(1, 512, 5, 7))

@@ -123,9 +123,10 @@ def _model_row(path: Path, record: dict[str, Any]) -> str:
     payload = weights.load_model(path, None)
     minutes = sum(stage.get("wall_time_s") or 0 for stage in train.lineage_of(payload)) / 60
     scores = record["scores"]
+    content = f"{scores['content_mean']:.3f}" if "content_mean" in scores else "-"  # a texture has no photo
     return (f"| [{path.name}](records/{path.stem}.json) | `{hashlib.sha256(path.read_bytes()).hexdigest()}` | "
             f"{path.stat().st_size / 1e6:.1f} MB | {payload.get('steps')} | {minutes:.0f} min | "
-            f"{scores['style_ratio_mean']:.3f}, {scores['style_ratio_max']:.3f} | {scores['content_mean']:.3f} | "
+            f"{scores['style_ratio_mean']:.3f}, {scores['style_ratio_max']:.3f} | {content} | "
             f"{record['trained']} | {_cell(record['licence'])} |")
 
 
