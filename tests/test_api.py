@@ -96,7 +96,7 @@ def test_the_cli_writes_the_pixels_the_api_returns(capsys, tmp_path, tiny_johnso
 
 def test_texture_is_seeded_and_sized(random_weights_file):
     art = gradient_image(40, 40, seed=3)
-    common = dict(size=40, height=24, vgg_weights=random_weights_file, device="cpu", config=None)
+    common = dict(size=40, height=24, vgg_weights=random_weights_file, device="cpu", config=None, iterations=5)
     a = stransfer.texture(art, seed=1, **common)
     assert a.size == (40, 24)
     assert np.array_equal(pixels(a), pixels(stransfer.texture(art, seed=1, **common)))

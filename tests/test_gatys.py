@@ -197,7 +197,7 @@ def test_texture_command_writes_a_seeded_texture_of_the_asked_size(capsys, tmp_p
     style = tmp_path / "style.png"
     gradient_image(40, 32, seed=2).save(style)
     args = ["texture", "-s", style, "--size", 48, "--height", 32, "--vgg-weights", random_weights_file,
-            "--device", "cpu", "--seed", 5]
+            "--device", "cpu", "--seed", 5, "--iterations", 5]
     outs = []
     for name in ("a.png", "b.png"):
         code, out, err = cli(capsys, *args, "-o", tmp_path / name)

@@ -5,6 +5,7 @@ installed dependencies through a .pth file rather than installing torch again.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -92,7 +93,7 @@ def _where_stransfer_is(python: Path, cwd: Path) -> tuple[Path, Path]:
 
 def _listed_models(stdout: str) -> list[str]:
     """The names `stransfer models` lists as readable models (an unreadable one says so instead of its engine)."""
-    return sorted(line.split(":")[0] for line in stdout.splitlines() if ": johnson, " in line or ": adain, " in line)
+    return sorted(m.group(1) for m in re.finditer(r"^([\w.-]+): \w+, [\d.]+ MB", stdout, re.M))
 
 
 @pytest.fixture
