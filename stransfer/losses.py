@@ -86,6 +86,18 @@ def weighted_total(terms: Mapping[str, torch.Tensor],
     return total, {name: term.item() for name, term in terms.items()} | {"total": total.item()}
 
 
+def perceptual_total(features: Features, content_targets: Features, output: torch.Tensor,
+                     style: tuple[torch.Tensor, torch.Tensor], content_weight: float,
+                     tv_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """A feed-forward trainer's objective: content, the style term (unweighted, weighted) as StyleObjective.of_styles
+    gives it, and the output's total variation; the log shows the style term unweighted."""
+    term, weighted = style
+    total, logged = weighted_total({"content": content_loss(features, content_targets), "style": weighted,
+                                    "tv": total_variation(output.float())},
+                                   {"content": content_weight, "tv": tv_weight})
+    return total, logged | {"style": term.item()}
+
+
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference between neighbouring pixels (smoothness prior)."""
     dx = image[..., :, 1:] - image[..., :, :-1]
@@ -373,3 +385,24 @@ class StyleObjective:
                  mask: torch.Tensor | None = None) -> torch.Tensor:
         """The batch mean of `items`."""
         return self.items(features, targets, mask).mean()
+
+    def of_styles(self, features: Features, ids: list[int], targets: Callable[[int], Mapping[str, Any]],
+                  weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each batch item against the targets of its own style (item i: style ids[i]), as the batch mean,
+        unweighted (what a log shows) and weighted by its style's weight (what trains). Targets that stack take
+        one pass over the batch; the others one pass per style over its items (feature maps sliced, which costs
+        a full-size gradient per slice in the backward pass), weighted by the style's share of the batch."""
+        styles = sorted(set(ids))
+        if len(styles) == 1:
+            term = self(features, targets(styles[0]))
+            return term, weights[styles[0]] * term
+        stacked = self.per_item([targets(s) for s in ids])
+        if stacked is not None:
+            per_item = self.items(features, stacked)
+            return per_item.mean(), (per_item.new_tensor([weights[s] for s in ids]) * per_item).mean()
+        terms, weighted = [], []
+        for s in styles:
+            items = [i for i, x in enumerate(ids) if x == s]
+            terms.append(len(items) / len(ids) * self({k: v[items] for k, v in features.items()}, targets(s)))
+            weighted.append(weights[s] * terms[-1])
+        return torch.stack(terms).sum(), torch.stack(weighted).sum()

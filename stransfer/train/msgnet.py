@@ -129,26 +129,8 @@ class MSGNetTask:
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
-        style_term, weighted_style = self._style_loss(feats, ids, size)
-        total, logged = losses.weighted_total(
-            {"content": losses.content_loss(feats, targets), "style": weighted_style,
-             "tv": losses.total_variation(out.float())},
-            {"content": cfg.content_weight, "tv": cfg.tv_weight})  # each style's weight is applied per item
-        return total, logged | {"style": style_term.item()}  # the log shows the style term unweighted
-
-    def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int], size: int) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-        """The batch mean of each item's loss against its own style's targets: unweighted (the log's) and weighted
-        by its style's style_weight (what trains). Stackable targets take one pass over the batch; the others one
-        per item."""
-        weights = feats[next(iter(feats))].new_tensor([self.style_weights[s] for s in ids]).float()
-        stacked = self.objective.per_item([self.targets_at(s, size) for s in ids])
-        if stacked is not None:
-            per_item = self.objective.items(feats, stacked)
-        else:
-            per_item = torch.stack([self.objective.items({k: v[i:i + 1] for k, v in feats.items()},
-                                                         self.targets_at(s, size))[0] for i, s in enumerate(ids)])
-        return per_item.mean(), (weights * per_item).mean()
+        style = self.objective.of_styles(feats, ids, lambda s: self.targets_at(s, size), self.style_weights)
+        return losses.perceptual_total(feats, targets, out, style, cfg.content_weight, cfg.tv_weight)
 
     def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.net.load_state_dict(state_dict)

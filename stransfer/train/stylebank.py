@@ -149,29 +149,8 @@ class StyleBankTask:
             feats = self.backbone(out, self.taps)
             with torch.no_grad():
                 targets = self.backbone(content, cfg.content_layers)
-        style_term, weighted_style = self._style_loss(feats, ids)
-        total, logged = losses.weighted_total(
-            {"content": losses.content_loss(feats, targets), "style": weighted_style,
-             "tv": losses.total_variation(out.float())},
-            {"content": cfg.content_weight, "tv": cfg.tv_weight})  # each style's weight is applied per item
-        return total, logged | {"style": style_term.item()}  # the log shows the style term unweighted
-
-    def _style_loss(self, feats: dict[str, torch.Tensor], ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch mean of each item's loss against its own style's targets: unweighted (what the log shows),
-        and weighted by its style's style_weight (what trains). Losses whose targets stack take one pass over the
-        batch; the others one pass per style over its items, weighted by the style's share of the batch."""
-        stacked = self.objective.per_item([self.style_targets[s] for s in ids])
-        if stacked is not None:
-            per_item = self.objective.items(feats, stacked)
-            item_weights = per_item.new_tensor([self.style_weights[s] for s in ids])
-            return per_item.mean(), (item_weights * per_item).mean()
-        terms, weighted = [], []
-        for s in sorted(set(ids)):
-            items = [i for i, x in enumerate(ids) if x == s]
-            terms.append(len(items) / len(ids) * self.objective({k: v[items] for k, v in feats.items()},
-                                                                 self.style_targets[s]))
-            weighted.append(self.style_weights[s] * terms[-1])
-        return torch.stack(terms).sum(), torch.stack(weighted).sum()
+        style = self.objective.of_styles(feats, ids, self.style_targets.__getitem__, self.style_weights)
+        return losses.perceptual_total(feats, targets, out, style, cfg.content_weight, cfg.tv_weight)
 
     def preview(self) -> torch.Tensor:
         """Held-out images, their reconstructions, then a row of outputs for each style this run trains."""
