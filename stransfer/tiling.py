@@ -9,9 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from stransfer.config import param
 from stransfer.errors import ConfigError, InputError
+from stransfer.images import resize
 
 # The working set we allow one network pass: a quarter of the free memory, and never more than 2 GiB, so a
 # 4096 px image stays within a few GB whatever the machine.
@@ -156,3 +159,51 @@ def apply(image: torch.Tensor, tile: int, overlap: int, fn: Callable[[torch.Tens
         out[..., rows, cols] += fn(image[..., rows, cols]).float().cpu() * mask
         weight[..., rows, cols] += mask
     return out / weight
+
+
+class WholePictureNorm(nn.InstanceNorm2d):
+    """Instance norm that can record one pass's statistics (`recording`) and reuse them (`frozen`): the tiles of a
+    huge image all take those of the whole (downscaled) picture, so neighbouring tiles agree where they meet."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+        self.recording = False
+        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` normalised, before the affine: by the frozen statistics if any (recorded from `x` first when
+        recording), by its own otherwise."""
+        if self.recording:
+            xf = x.float()
+            self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
+        if self.frozen is None:
+            return F.instance_norm(x, eps=self.eps)
+        mean, var = self.frozen
+        return (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen is None and not self.recording:
+            return super().forward(x)
+        return self.normalise(x) * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+
+
+def apply_normalised_as_whole(images: torch.Tensor, tile: int, overlap: int,
+                              fn: Callable[[torch.Tensor], torch.Tensor], norms: list[WholePictureNorm],
+                              bytes_per_pixel: int, multiple: int) -> torch.Tensor:
+    """`apply` to each image of the batch, every tile normalised by `norms` with the statistics of the whole
+    picture (one pass over it, downscaled only as far as memory requires): tiles normalised by their own
+    statistics would each get their own colours."""
+    h, w = images.shape[-2:]
+    outs = []
+    for image in images.split(1):
+        for norm in norms:
+            norm.recording = True
+        fn(resize(image, fit_budget(h, w, bytes_per_pixel)))
+        for norm in norms:
+            norm.recording = False
+        try:
+            outs.append(apply(image, tile, overlap, fn, multiple=multiple))
+        finally:
+            for norm in norms:
+                norm.frozen = None
+    return torch.cat(outs).clamp(0, 1)

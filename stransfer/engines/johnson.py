@@ -21,7 +21,6 @@ from stransfer.engines import EngineInputs, EngineSpec, Styles, pad_to_multiple
 from stransfer.engines.named import model_styles, style_code
 from stransfer.errors import ModelError, UsageError
 from stransfer.events import EventCallback, ignore
-from stransfer.images import resize
 from stransfer.weights import MULTISTYLE_FORMAT_VERSION, find_model, load_model, save_model
 
 
@@ -33,7 +32,7 @@ class JohnsonArch:
     residual_blocks: int = 5
 
 
-class InstanceNorm(nn.InstanceNorm2d):
+class InstanceNorm(tiling.WholePictureNorm):
     """Conditional instance norm (Dumoulin et al. 2017): a scale and shift per style, rows of (styles, C) tables,
     that TransformerNet mixes for the style asked for and substitutes for `weight` and `bias` during a pass: a
     (C,) vector for the whole batch (the fused affine of a plain instance norm, so a one-style model computes what
@@ -43,11 +42,9 @@ class InstanceNorm(nn.InstanceNorm2d):
     whole (downscaled) picture, so they agree where they meet."""
 
     def __init__(self, channels: int, styles: int = 1) -> None:
-        super().__init__(channels, affine=True)
+        super().__init__(channels)
         self.weight = nn.Parameter(torch.ones(styles, channels))
         self.bias = nn.Parameter(torch.zeros(styles, channels))
-        self.recording = False
-        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # One-style files (every file before multi-style models, and every one-style model since) hold a plain
@@ -61,18 +58,10 @@ class InstanceNorm(nn.InstanceNorm2d):
         if self.weight.dim() != 1 and self.weight.shape[0] != x.shape[0]:
             raise ValueError(f"norm parameters for {self.weight.shape[0]} images, batch of {x.shape[0]}: "
                              "run the network through TransformerNet.forward, which mixes them per style")
-        if self.recording:
-            xf = x.float()
-            self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
-        if self.frozen is None and self.weight.dim() == 1:
+        if self.weight.dim() == 1:  # the (C,) vector of one style for the whole batch
             return super().forward(x)
-        if self.frozen is None:
-            normed = F.instance_norm(x, eps=self.eps)
-        else:
-            mean, var = self.frozen
-            normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
         shape = (-1, self.num_features, 1, 1)
-        return normed * self.weight.reshape(shape).to(x.dtype) + self.bias.reshape(shape).to(x.dtype)
+        return self.normalise(x) * self.weight.reshape(shape).to(x.dtype) + self.bias.reshape(shape).to(x.dtype)
 
 
 class ConvLayer(nn.Sequential):
@@ -252,22 +241,8 @@ class Johnson:
         tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=4)
         if not tile:
             return self._run(content, styles.params)
-        outs = []
         run = functools.partial(self._run, params=styles.params)
-        for image in content.split(1):
-            # Statistics of the whole picture (downscaled only as far as memory requires), then every tile
-            # normalised with them: tiles normalised by their own statistics would each get their own colours.
-            for norm in self.norms:
-                norm.recording = True
-            run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
-            for norm in self.norms:
-                norm.recording = False
-            try:
-                outs.append(tiling.apply(image, tile, self.tile_overlap, run, multiple=4))
-            finally:
-                for norm in self.norms:
-                    norm.frozen = None
-        return torch.cat(outs).clamp(0, 1)
+        return tiling.apply_normalised_as_whole(content, tile, self.tile_overlap, run, self.norms, BYTES_PER_PIXEL, 4)
 
 
 def build(config: JohnsonConfig, runtime: Runtime, inputs: EngineInputs) -> Johnson:

@@ -51,26 +51,6 @@ def _up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
-class Norm(nn.InstanceNorm2d):
-    """Instance norm that can record one pass's statistics and reuse them: the tiles of a huge image all take
-    those of the whole (downscaled) picture, so neighbouring tiles agree where they meet."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels, affine=True)
-        self.recording = False
-        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.recording:
-            xf = x.float()
-            self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
-        if self.frozen is None:
-            return super().forward(x)
-        mean, var = self.frozen
-        normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
-        return normed * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
-
-
 class Bottleneck(nn.Module):
     """A pre-activation bottleneck block (He et al. 2016): norm, ReLU, 1x1 to a quarter of the channels; norm,
     ReLU, 3x3; norm, ReLU, 1x1 back out; plus the input. `stride` 2 halves the size (the encoder); `up` doubles it,
@@ -85,9 +65,10 @@ class Bottleneck(nn.Module):
         mid = mid or max(1, cout // 4)
         self.up, self.stride = up, stride
         self.shortcut = None if cin == cout and stride == 1 and not up else nn.Conv2d(cin, cout, 1)
-        self.reduce = nn.Sequential(Norm(cin), nn.ReLU(), nn.Conv2d(cin, mid, 1), Norm(mid), nn.ReLU())
+        self.reduce = nn.Sequential(tiling.WholePictureNorm(cin), nn.ReLU(), nn.Conv2d(cin, mid, 1),
+                                    tiling.WholePictureNorm(mid), nn.ReLU())
         self.spatial = _conv(mid, mid, 3, stride)
-        self.expand = nn.Sequential(Norm(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1))
+        self.expand = nn.Sequential(tiling.WholePictureNorm(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x if self.shortcut is None else self.shortcut(x[..., ::self.stride, ::self.stride])
@@ -135,7 +116,7 @@ class MSGNet(nn.Module):
         self.comatch = CoMatch(c)
         self.body = nn.Sequential(*[Bottleneck(c, c) for _ in range(arch.blocks)])
         self.decoder = nn.Sequential(Bottleneck(c, 2 * w, up=True, mid=w), Bottleneck(2 * w, w, up=True, mid=w),
-                                     Norm(w), nn.ReLU(),
+                                     tiling.WholePictureNorm(w), nn.ReLU(),
                                      _conv(w, 3, 7))
 
     def gram(self, style: torch.Tensor) -> torch.Tensor:
@@ -247,7 +228,7 @@ class MSGNetEngine:
                  inputs: EngineInputs) -> None:
         self.net, self.trained, self.runtime = net.to(runtime.device), trained, runtime
         self.config, self.inputs = config, inputs
-        self.norms = [m for m in self.net.modules() if isinstance(m, Norm)]
+        self.norms = [m for m in self.net.modules() if isinstance(m, tiling.WholePictureNorm)]
 
     def _gram(self, style: str | torch.Tensor) -> torch.Tensor:
         if isinstance(style, torch.Tensor):
@@ -288,21 +269,7 @@ class MSGNetEngine:
             return self._run(content, styles.gram)
         run = functools.partial(self._run, gram=styles.gram)
         overlap = tiling.overlap(self.config.tile, self.config.tile_overlap)
-        outs = []
-        for image in content.split(1):
-            # Every tile normalised with the statistics of the whole picture (downscaled as far as memory needs),
-            # not its own, which would give each tile its own colours.
-            for norm in self.norms:
-                norm.recording = True
-            run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
-            for norm in self.norms:
-                norm.recording = False
-            try:
-                outs.append(tiling.apply(image, tile, overlap, run, multiple=STRIDE))
-            finally:
-                for norm in self.norms:
-                    norm.frozen = None
-        return torch.cat(outs).clamp(0, 1)
+        return tiling.apply_normalised_as_whole(content, tile, overlap, run, self.norms, BYTES_PER_PIXEL, STRIDE)
 
 
 def build(config: MSGNetConfig, runtime: Runtime, inputs: EngineInputs) -> MSGNetEngine:

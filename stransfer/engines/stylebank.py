@@ -41,32 +41,12 @@ class StyleBankArch:
     bank_layers: int = 2
 
 
-class Norm(nn.InstanceNorm2d):
-    """Instance norm that can use statistics recorded on another pass: the tiles of a huge image all take those of
-    the whole (downscaled) picture, so they agree where they meet."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels, affine=True)
-        self.recording = False
-        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.recording:
-            xf = x.float()
-            self.frozen = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
-        if self.frozen is None:
-            return super().forward(x)
-        mean, var = self.frozen
-        normed = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + self.eps)
-        return normed * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
-
-
 def _layer(cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = False,
            relu: bool = True) -> nn.Sequential:
     """Reflection padding (no dark borders), convolution, optional instance norm, ReLU unless it is the output."""
     layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
     if norm:
-        layers.append(Norm(cout))
+        layers.append(tiling.WholePictureNorm(cout))
     if relu:
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -198,7 +178,7 @@ class StyleBank:
         self.net, self.runtime, self.held = net.to(runtime.device), runtime, held
         self.inputs, self.model = inputs, model
         self.tile, self.tile_overlap = tile, tile_overlap
-        self.norms = [m for m in self.net.modules() if isinstance(m, Norm)]
+        self.norms = [m for m in self.net.modules() if isinstance(m, tiling.WholePictureNorm)]
 
     def prepare(self, styles: list[Any]) -> BankChoice:
         """The banks of the styles named (none: the one style of a one-style model), blended by the run's
@@ -246,21 +226,8 @@ class StyleBank:
         tile = tiling.choose_tile(self.tile, h, w, BYTES_PER_PIXEL, multiple=STRIDE)
         if not tile:
             return run(joined)
-        outs = []
-        for image in joined.split(1):
-            # Statistics of the whole picture (downscaled only as far as memory requires), then every tile
-            # normalised with them: tiles normalised by their own statistics would each get their own colours.
-            for norm in self.norms:
-                norm.recording = True
-            run(resize(image, tiling.fit_budget(h, w, BYTES_PER_PIXEL)))
-            for norm in self.norms:
-                norm.recording = False
-            try:
-                outs.append(tiling.apply(image, tile, self.tile_overlap, run, multiple=STRIDE))
-            finally:
-                for norm in self.norms:
-                    norm.frozen = None
-        return torch.cat(outs).clamp(0, 1)
+        return tiling.apply_normalised_as_whole(joined, tile, self.tile_overlap, run, self.norms, BYTES_PER_PIXEL,
+                                                STRIDE)
 
 
 def build(config: StyleBankConfig, runtime: Runtime, inputs: EngineInputs) -> StyleBank:
