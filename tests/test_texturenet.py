@@ -70,6 +70,22 @@ def test_the_shipped_architecture_makes_textures_whose_coarsest_scale_is_one_pix
     assert out.shape == (1, 3, height, width) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(("width", "height", "strip_values"), [(53, 37, 1 << 22), (53, 37, 300), (16, 16, 64),
+                                                               (3, 1, 64)])
+def test_generate_makes_what_forward_makes_in_strips_and_two_buffers(monkeypatch, width, height, strip_values):
+    """The memory-lean path (in place, convolutions in strips of rows, whole-map statistics merged strip by strip)
+    gives the network's own output: odd sizes, strips of one row, scales as large as the finest, blended codes."""
+    from stransfer.engines import texturenet
+
+    monkeypatch.setattr(texturenet, "STRIP_VALUES", strip_values)
+    arch = TextureNetArch()
+    net = random_generator(arch, 3)
+    levels, code = noise(arch, height, width, [4, 5]), torch.tensor([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        expected = net(levels, code)
+    assert torch.allclose(net.generate(levels, code), expected, atol=1e-4)
+
+
 def test_texture_codes_pick_and_blend_textures(tiny_textures):
     net, _ = load_generator(tiny_textures)
     levels = noise(ARCH, 24, 24, [0])

@@ -5,6 +5,7 @@ al. (2017), "Diversified Texture Synthesis with Feed-forward Networks"."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,10 @@ from stransfer.events import EventCallback, ignore
 from stransfer.weights import find_model, load_model, save_model
 
 ENGINE = "texturenet"
+# Values of one strip (input or output) of a convolution in `TextureGenerator.generate`: bounds its temporaries
+# (16 MB each in fp32) whatever the texture's size.
+STRIP_VALUES = 1 << 22
+NORM_EPS = 1e-5  # F.instance_norm's
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,15 @@ class CodedNorm(nn.Module):
         scale, shift = code @ self.weight, code @ self.bias
         # A one-pixel map (the coarsest scale of a small texture) is its own mean: normalised, it is zero, which
         # instance_norm refuses to compute.
-        normed = F.instance_norm(x) if x.shape[-2] * x.shape[-1] > 1 else torch.zeros_like(x)
+        normed = F.instance_norm(x, eps=NORM_EPS) if x.shape[-2] * x.shape[-1] > 1 else torch.zeros_like(x)
         return normed * scale[:, :, None, None].to(x) + shift[:, :, None, None].to(x)
+
+    def normalise_(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], code: torch.Tensor) -> None:
+        """`forward` in place, given the map's per-channel (mean, variance)."""
+        mean, var = stats
+        a = (code @ self.weight).double() * torch.rsqrt(var + NORM_EPS)
+        b = (code @ self.bias).double() - mean * a
+        x.mul_(a[:, :, None, None].to(x.dtype)).add_(b[:, :, None, None].to(x.dtype))
 
 
 class Block(nn.Module):
@@ -68,6 +80,74 @@ class Block(nn.Module):
                 x = F.pad(x, (1, 1, 1, 1), mode="replicate")
             x = F.leaky_relu(norm(conv(x), code), 0.1)
         return x
+
+    def generate(self, x: torch.Tensor, code: torch.Tensor, outs: list[torch.Tensor]) -> torch.Tensor:
+        """`forward` without autograd, each layer's output written into the next of `outs` (views of the buffers
+        of `TextureGenerator.generate`)."""
+        for conv, norm, out in zip(self.convs, self.norms, outs):
+            norm.normalise_(out, conv_in_strips(conv, x, out), code)
+            x = F.leaky_relu(out, 0.1, inplace=True)
+        return x
+
+
+class ChannelStats:
+    """Per-channel mean and variance of a map seen strip by strip: each strip's own, merged as Chan et al.'s
+    parallel algorithm does (no sum of squares to lose the variance of a map whose mean is large)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
+
+    def add(self, strip: torch.Tensor) -> None:
+        # (N, pixels, C): a view of a channels-last strip. A mean, then a dot product of the deviations: on the CPU
+        # twice as fast as torch.var_mean.
+        values = strip.permute(0, 2, 3, 1).reshape(strip.shape[0], -1, strip.shape[1]).float()
+        count = values.shape[1]
+        mean = values.mean(1)
+        deviation = values - mean[:, None]
+        var = torch.linalg.vecdot(deviation, deviation, dim=1) / count
+        total = self.count + count
+        delta = mean.double() - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + var.double() * count + delta.square() * (self.count * count / total)
+        self.count = total
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean, self.m2 / self.count
+
+
+def strips(height: int, row_values: int) -> list[tuple[int, int]]:
+    rows = max(1, STRIP_VALUES // max(1, row_values))
+    return [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+def conv_in_strips(conv: nn.Conv2d, x: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`conv` of `x` with replicated edges (as `Block.forward` pads), computed in strips of rows into `out`; the
+    output's per-channel (mean, variance)."""
+    n, _, h, w = x.shape
+    r = conv.kernel_size[0] // 2
+    stats = ChannelStats()
+    for top, bottom in strips(h, n * max(conv.in_channels, conv.out_channels) * w):
+        strip = x[:, :, max(0, top - r):bottom + r]
+        if r:  # the rows of the strips above and below; replicated edges where there are none
+            strip = F.pad(strip, (r, r, r - min(r, top), r - min(r, h - bottom)), mode="replicate")
+        out[:, :, top:bottom] = y = conv(strip)
+        stats.add(y)
+    return stats.result()
+
+
+def upsample_into(out: torch.Tensor, path: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest upsampling of `path` written into `out` strip by strip (F.interpolate's nearest: source index
+    floor(i * in / out)), and the result's per-channel (mean, variance)."""
+    (h, w), (ph, pw) = out.shape[-2:], path.shape[-2:]
+    source, target = path.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # channels last: rows are whole blocks
+    cols = torch.arange(w, device=path.device) * pw // w
+    stats = ChannelStats()
+    for top, bottom in strips(h, out.shape[0] * out.shape[1] * w):
+        rows = torch.arange(top, bottom, device=path.device) * ph // h
+        target[:, top:bottom] = y = source.index_select(1, rows).index_select(2, cols)
+        stats.add(y.permute(0, 3, 1, 2))
+    return stats.result()
 
 
 class TextureGenerator(nn.Module):
@@ -90,11 +170,7 @@ class TextureGenerator(nn.Module):
     def forward(self, noises: list[torch.Tensor], code: torch.Tensor | None = None) -> torch.Tensor:
         """`noises[k]`: (N, noise_channels, H_k, W_k) at scale k (0 = full size); `code`: (N, textures) weights
         over the network's textures (None: the first texture, for a one-texture network)."""
-        if code is None:
-            if self.textures > 1:
-                raise ValueError("a network of several textures needs a selection code")
-            code = noises[0].new_ones(noises[0].shape[0], 1)
-        code = code.to(noises[0].device, torch.float32)
+        code = self._code(noises, code)
         path: torch.Tensor | None = None
         for k in reversed(range(self.arch.scales)):
             block = self.inputs[k](noises[k], code)
@@ -105,6 +181,52 @@ class TextureGenerator(nn.Module):
             path = self.joins[k](torch.cat([self.up_norms[k](path, code), block], 1), code)
         assert path is not None
         return torch.sigmoid(self.to_rgb(path))
+
+    def _code(self, noises: list[torch.Tensor], code: torch.Tensor | None) -> torch.Tensor:
+        if code is None:
+            if self.textures > 1:
+                raise ValueError("a network of several textures needs a selection code")
+            code = noises[0].new_ones(noises[0].shape[0], 1)
+        return code.to(noises[0].device, torch.float32)
+
+    @torch.no_grad()
+    def generate(self, noises: list[torch.Tensor], code: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` for making textures: the same output, computed layer by layer in place, each convolution in
+        strips, every map a view of two buffers the size of the finest join's map (48 channels). Its working set
+        is those two (a 2048 px texture in under 3 GB), whatever the allocator makes of freed blocks."""
+        code = self._code(noises, code)
+        noises = [z.contiguous(memory_format=torch.channels_last) for z in noises]
+        n, (h, w), full = noises[0].shape[0], noises[0].shape[-2:], self.arch.width * self.arch.scales
+        path_buffer, join_buffer = (noises[0].new_empty(n * full * h * w) for _ in range(2))
+        path: torch.Tensor | None = None
+        for k in reversed(range(self.arch.scales)):
+            size, c = noises[k].shape[-2:], 0 if path is None else path.shape[1]
+            # The noise branch's first two maps go behind the path (a quarter of the finest map's area, at most
+            # 40 of its 48 channels); its last is the tail of the join's input, or the path itself at the coarsest.
+            behind, branch = 0 if path is None else path.numel(), (n, self.arch.width, *size)
+            scratch = [carve(path_buffer, behind + i * math.prod(branch), branch) for i in range(2)]
+            joined = carve(join_buffer, 0, (n, c + self.arch.width, *size))
+            last = joined[:, c:] if path is not None else carve(path_buffer, 0, branch)
+            block = self.inputs[k].generate(noises[k], code, [*scratch, last])
+            if path is None:
+                path = block
+                continue
+            self.up_norms[k].normalise_(joined[:, :c], upsample_into(joined[:, :c], path), code)
+            outs = [carve(path_buffer, 0, joined.shape), joined, carve(path_buffer, 0, joined.shape)]
+            path = self.joins[k].generate(joined, code, outs)
+        rgb = path.new_empty(n, 3, h, w)
+        conv_in_strips(self.to_rgb, path, rgb)
+        return rgb.sigmoid_()
+
+
+def carve(buffer: torch.Tensor, offset: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """A channels-last map of `shape` (N, C, H, W) on `buffer`'s elements from `offset` on; a new one where they
+    are too few (a texture a few pixels wide, whose coarse scales are as large as its finest). Channels last:
+    oneDNN's direct convolutions of these widths run about 1.5x as fast so."""
+    n, c, h, w = shape
+    count = math.prod(shape)
+    flat = buffer[offset:offset + count] if offset + count <= buffer.numel() else buffer.new_empty(count)
+    return flat.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def scale_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:
@@ -171,7 +293,7 @@ class TextureNet:
         code = styles.by_size["code"][None] if self.net.textures > 1 else None
         levels = [z.to(self.runtime.device) for z in noise(self.net.arch, height, width, [seed])]
         with torch.no_grad(), self.runtime.autocast():
-            return self.net(levels, code).float().clamp(0, 1).cpu()
+            return self.net.generate(levels, code).float().clamp(0, 1).cpu()
 
 
 def build(config: TextureNetConfig, runtime: Runtime, inputs: EngineInputs) -> TextureNet:
