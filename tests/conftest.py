@@ -146,24 +146,38 @@ def log_losses(run: Path, key: str = "total") -> dict[int, float]:
     return {r["step"]: r[key] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
 
 
+def run_in_process(*args: object) -> None:
+    """`stransfer ARGS` in this process, which must succeed; the process keeps its own thread count. (A run
+    here skips the seconds a fresh process spends importing torch.)"""
+    from stransfer.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as done:
+            main([str(a) for a in args])
+    finally:
+        torch.set_num_threads(threads)
+    assert done.value.code == 0, args
+
+
 def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[str], steps: int, vgg: Path,
                                               kill_after: int = 10, keys: tuple[str, ...] = ("total",)) -> None:
-    """`stransfer train ARGS --steps STEPS` run whole, and again killed with SIGKILL past step `kill_after`, then
-    resumed: the resumed run's losses equal the whole run's, step for step, and only it writes its model. `keys`:
-    the logged losses compared (a task with a critic adds the critic's, so both networks' curves must continue)."""
+    """`stransfer train ARGS --steps STEPS` run whole, and again in a process killed with SIGKILL past step
+    `kill_after`, then resumed: the resumed run's losses equal the whole run's, step for step, and only it writes
+    its model. `keys`: the logged losses compared (a task with a critic adds the critic's, so both networks'
+    curves must continue). Only the killed run needs a process of its own."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    args = [sys.executable, "-m", "stransfer", "train", *map(str, train_args), "--steps", str(steps)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["train", *map(str, train_args), "--steps", str(steps)]
     whole = tmp_path / "whole"
-    subprocess.run([*args, "--run-dir", str(whole), "-o", str(tmp_path / "whole.pth")], env=env, check=True,
-                   capture_output=True)
+    run_in_process(*args, "--run-dir", whole, "-o", tmp_path / "whole.pth")
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([*args, "--run-dir", str(cut), "-o", str(tmp_path / "cut.pth")], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "stransfer", *args, "--run-dir", str(cut), "-o",
+                             str(tmp_path / "cut.pth")], env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -174,8 +188,7 @@ def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[s
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert max(log_losses(cut)) < steps and not (tmp_path / "cut.pth").exists()
-    subprocess.run([sys.executable, "-m", "stransfer", "train", train_args[0], "--resume", str(cut), "--threads",
-                    "1", "--vgg-weights", str(vgg)], env=env, check=True, capture_output=True)
+    run_in_process("train", train_args[0], "--resume", cut, "--threads", "1", "--vgg-weights", vgg)
     assert sorted(log_losses(cut)) == list(range(1, steps + 1))  # steps past the checkpoint were dropped, then redone
     for key in keys:
         resumed, reference = log_losses(cut, key), log_losses(whole, key)

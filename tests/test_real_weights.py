@@ -42,8 +42,8 @@ def test_gatys_stylises_a_128px_image(vgg16_state, real_home, tmp_path, capsys):
     out = tmp_path / "tubingen_starry.png"
     content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
     with pytest.raises(SystemExit) as done:
-        main(["stylize", str(content), "-s", str(style), "-o", str(out), "--size", "128", "--iterations", "80",
-              "--device", "cpu", "--seed", "0"])
+        main(["stylize", str(content), "-s", str(style), "-o", str(out), "--size", "128",
+              "--iterations", "20,20,40", "--device", "cpu", "--seed", "0"])
     assert done.value.code == 0, capsys.readouterr().err
 
     backbone = VGGFeatures("vgg16", deepest="relu4_3")
@@ -76,7 +76,7 @@ def test_preserve_color_luminance_keeps_the_contents_chroma(scorer, real_home, t
     out = tmp_path / "lum.png"
     content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "starry_night.jpg"
     run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "128", "--preserve-color", "luminance",
-            "--device", "cpu", "--seed", "0")
+            "--iterations", "20,20,40", "--device", "cpu", "--seed", "0")
     result = images.load_image(out).rgb
     reference = images.resize(images.load_image(content).rgb, tuple(result.shape[-2:]))
     chroma_diff = (color.rgb_to_ycbcr(result)[:, 1:] - color.rgb_to_ycbcr(reference)[:, 1:]).abs().mean() * 255
@@ -98,7 +98,7 @@ def test_mask_puts_each_style_where_the_mask_says(scorer, real_home, tmp_path, c
     images.save_image(m, mask)
     out = tmp_path / "masked.png"
     run_cli(capsys, "stylize", content, "-s", left, "-s", right, "--mask", mask, "-o", out, "--size", "128",
-            "--device", "cpu", "--seed", "0")
+            "--iterations", "20,20,40", "--device", "cpu", "--seed", "0")
     result = images.load_image(out).rgb
 
     def distance(region: torch.Tensor, style_path) -> float:
@@ -164,7 +164,9 @@ def test_eval_matches_an_independent_implementation(vgg16_state, real_home, tmp_
 
     out = tmp_path / "g.png"
     content, style = EXAMPLES / "tubingen.jpg", EXAMPLES / "the_scream.jpg"
-    run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "128", "--device", "cpu")
+    # Any stylised picture will do: what is compared is two implementations of the metric on it.
+    run_cli(capsys, "stylize", content, "-s", style, "-o", out, "--size", "128", "--iterations", "10",
+            "--device", "cpu")
     capsys.readouterr()
     with pytest.raises(SystemExit) as done:
         main(["eval", str(out), "--style", str(style), "--content", str(content), "--json"])
@@ -177,13 +179,16 @@ def test_eval_matches_an_independent_implementation(vgg16_state, real_home, tmp_
 
 
 SHORT = ("0.5,1", "20,30")
+# The histogram loss sorts every feature map at every evaluation (twice the time of gram's); half of SHORT still
+# brings it to 0.2 of the photo's own style distance.
+HALF = ("0.5,1", "10,15")
 # mrf grows its motifs at the coarse scales: two of them reach 0.53 of the photo's style distance, three 0.47.
 THREE_SCALES = ("0.25,0.5,1", "40,40,30")
 
 
 @pytest.mark.parametrize(("style_loss", "schedule"), [("gram", SHORT), ("meanstd", SHORT), ("mmd-poly", SHORT),
-                                                      ("histogram", SHORT), ("mrf", THREE_SCALES),
-                                                      ("gram:1,histogram:1", SHORT)])
+                                                      ("histogram", HALF), ("mrf", THREE_SCALES),
+                                                      ("gram:1,histogram:1", HALF)])
 def test_every_style_loss_takes_the_style_at_256px(scorer, real_home, tmp_path, capsys, style_loss, schedule):
     """Each style loss, through the command line, at least halves the photo's own style distance (the
     reference metric) at 256 px, on a short schedule."""
