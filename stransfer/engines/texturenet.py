@@ -59,10 +59,10 @@ class CodedNorm(nn.Module):
 
     def normalise_(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], code: torch.Tensor) -> None:
         """`forward` in place, given the map's per-channel (mean, variance)."""
-        mean, var = stats
-        a = (code @ self.weight).double() * torch.rsqrt(var + NORM_EPS)
-        b = (code @ self.bias).double() - mean * a
-        x.mul_(a[:, :, None, None].to(x.dtype)).add_(b[:, :, None, None].to(x.dtype))
+        mean, var = stats  # float64 on the CPU (MPS has no float64)
+        a = (code @ self.weight).cpu().double() * torch.rsqrt(var + NORM_EPS)
+        b = (code @ self.bias).cpu().double() - mean * a
+        x.mul_(a[:, :, None, None].to(x)).add_(b[:, :, None, None].to(x))
 
 
 class Block(nn.Module):
@@ -92,7 +92,8 @@ class Block(nn.Module):
 
 class ChannelStats:
     """Per-channel mean and variance of a map seen strip by strip: each strip's own, merged as Chan et al.'s
-    parallel algorithm does (no sum of squares to lose the variance of a map whose mean is large)."""
+    parallel algorithm does (no sum of squares to lose the variance of a map whose mean is large), in float64 on
+    the CPU."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -106,10 +107,11 @@ class ChannelStats:
         mean = values.mean(1)
         deviation = values - mean[:, None]
         var = torch.linalg.vecdot(deviation, deviation, dim=1) / count
+        mean, var = mean.cpu().double(), var.cpu().double()
         total = self.count + count
-        delta = mean.double() - self.mean
+        delta = mean - self.mean
         self.mean = self.mean + delta * (count / total)
-        self.m2 = self.m2 + var.double() * count + delta.square() * (self.count * count / total)
+        self.m2 = self.m2 + var * count + delta.square() * (self.count * count / total)
         self.count = total
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +205,8 @@ class TextureGenerator(nn.Module):
             size, c = noises[k].shape[-2:], 0 if path is None else path.shape[1]
             # The noise branch's first two maps go behind the path (a quarter of the finest map's area, at most
             # 40 of its 48 channels); its last is the tail of the join's input, or the path itself at the coarsest.
-            behind, branch = 0 if path is None else path.numel(), (n, self.arch.width, *size)
+            branch = (n, self.arch.width, *size)
+            behind = math.prod(branch) if path is None else path.numel()
             scratch = [carve(path_buffer, behind + i * math.prod(branch), branch) for i in range(2)]
             joined = carve(join_buffer, 0, (n, c + self.arch.width, *size))
             last = joined[:, c:] if path is not None else carve(path_buffer, 0, branch)
