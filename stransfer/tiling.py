@@ -196,14 +196,14 @@ def apply_normalised_as_whole(images: torch.Tensor, tile: int, overlap: int,
     h, w = images.shape[-2:]
     outs = []
     for image in images.split(1):
-        for norm in norms:
-            norm.recording = True
-        fn(resize(image, fit_budget(h, w, bytes_per_pixel)))
-        for norm in norms:
-            norm.recording = False
         try:
-            outs.append(apply(image, tile, overlap, fn, multiple=multiple))
-        finally:
             for norm in norms:
-                norm.frozen = None
+                norm.recording = True
+            fn(resize(image, fit_budget(h, w, bytes_per_pixel)))
+            for norm in norms:
+                norm.recording = False
+            outs.append(apply(image, tile, overlap, fn, multiple=multiple))
+        finally:  # a failed pass leaves the norms as they were, for the batch's next image
+            for norm in norms:
+                norm.recording, norm.frozen = False, None
     return torch.cat(outs).clamp(0, 1)

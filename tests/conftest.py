@@ -30,14 +30,20 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
+def exit_code(*args: object) -> int:
+    """Run `stransfer ARGS` through the real entry point in this process; its exit code."""
     from stransfer.cli import main  # here, so the modules' own tests collect even when the CLI cannot import
 
     with pytest.raises(SystemExit) as done:
         main([str(a) for a in args])
+    return done.value.code
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run `stransfer ARGS` through the real entry point; return (exit code, stdout, stderr)."""
+    code = exit_code(*args)
     out, err = capsys.readouterr()
-    return done.value.code, out, err
+    return code, out, err
 
 
 def one_error_line(err: str) -> str:
@@ -149,15 +155,12 @@ def log_losses(run: Path, key: str = "total") -> dict[int, float]:
 def run_in_process(*args: object) -> None:
     """`stransfer ARGS` in this process, which must succeed; the process keeps its own thread count. (A run
     here skips the seconds a fresh process spends importing torch.)"""
-    from stransfer.cli import main
-
     threads = torch.get_num_threads()
     try:
-        with pytest.raises(SystemExit) as done:
-            main([str(a) for a in args])
+        code = exit_code(*args)
     finally:
         torch.set_num_threads(threads)
-    assert done.value.code == 0, args
+    assert code == 0, args
 
 
 def assert_kill_and_resume_continue_the_curve(tmp_path: Path, train_args: list[str], steps: int, vgg: Path,

@@ -215,8 +215,8 @@ class TextureGenerator(nn.Module):
                 path = block
                 continue
             self.up_norms[k].normalise_(joined[:, :c], upsample_into(joined[:, :c], path), code)
-            outs = [carve(path_buffer, 0, joined.shape), joined, carve(path_buffer, 0, joined.shape)]
-            path = self.joins[k].generate(joined, code, outs)
+            spare = carve(path_buffer, 0, joined.shape)
+            path = self.joins[k].generate(joined, code, [spare, joined, spare])
         rgb = path.new_empty(n, 3, h, w)
         conv_in_strips(self.to_rgb, path, rgb)
         return rgb.sigmoid_()
@@ -295,7 +295,7 @@ class TextureNet:
                    on_event: EventCallback = ignore) -> torch.Tensor:
         code = styles.by_size["code"][None] if self.net.textures > 1 else None
         levels = [z.to(self.runtime.device) for z in noise(self.net.arch, height, width, [seed])]
-        with torch.no_grad(), self.runtime.autocast():
+        with self.runtime.autocast():
             return self.net.generate(levels, code).float().clamp(0, 1).cpu()
 
 
