@@ -23,7 +23,7 @@ from stransfer.images import fit_long_side, grid, load_image, resize
 from stransfer.train.data import CropSampler, balanced_choices, list_images, load_previews, split
 from stransfer.train.loop import TrainConfig
 from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
-from stransfer.train.styles import check_styles, styles_of_init
+from stransfer.train.styles import NewRows, check_styles, styles_of_init
 
 
 @dataclass(frozen=True)
@@ -56,40 +56,9 @@ class JohnsonTrainConfig(TrainConfig):
     backbone: str = param("vgg16", choices=("vgg16", "vgg19"), help="Loss network.")
 
 
-class NewStyles(nn.Module):
-    """`--add-style`: a trained network, frozen, beside scales and shifts for `count` new styles, the only weights
-    that train (Dumoulin et al. 2017: a style costs 2 x C parameters per norm). The new rows start from the mean
-    of the trained styles' rows, a style the network already renders, rather than from an identity norm."""
-
-    def __init__(self, base: TransformerNet, count: int) -> None:
-        super().__init__()
-        self.base, self.count = base.requires_grad_(False), count
-        self.new = nn.ParameterDict({self._key(name): nn.Parameter(t.detach().new_empty(count, t.shape[1]))
-                                     for name, t in base.tables().items()})
-        self.restart_new()
-
-    @staticmethod
-    def _key(name: str) -> str:
-        return name.replace(".", "_")  # ParameterDict keys cannot hold dots
-
-    def restart_new(self) -> None:
-        """New rows from the mean of the base's rows again (after the base's weights were loaded)."""
-        with torch.no_grad():
-            for name, t in self.base.tables().items():
-                self.new[self._key(name)].copy_(t.mean(0, keepdim=True).expand_as(self.new[self._key(name)]))
-
-    def tables(self) -> dict[str, torch.Tensor]:
-        return {name: torch.cat([t, self.new[self._key(name)]]) for name, t in self.base.tables().items()}
-
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.base.run_with(x, self.base.mix(style, self.tables()))
-
-    def merged(self) -> TransformerNet:
-        """One network holding the base's styles and the new ones."""
-        net = TransformerNet(self.base.arch, self.base.styles + self.count)
-        tables = {f"net.{name}": t.detach() for name, t in self.tables().items()}
-        net.load_state_dict({**self.base.state_dict(), **tables})
-        return net
+def new_styles(base: TransformerNet, count: int) -> NewRows:
+    """`base`, frozen, with norm rows for `count` new styles (--add-style)."""
+    return NewRows(base, [f"net.{name}" for name in base.table_names], count)
 
 
 def _channel_spaces(residual_blocks: int) -> list[tuple[str, str]]:
@@ -149,7 +118,7 @@ class JohnsonTask:
         arch = JohnsonArch(cfg.width, cfg.residual_blocks)
         # Rows of the norm tables before the styles this run trains (all of them but with --add-style).
         self.offset = len(frozen[0]) if frozen else 0
-        self.model: nn.Module = (NewStyles(TransformerNet(arch, self.offset), len(styles)) if frozen
+        self.model: nn.Module = (new_styles(TransformerNet(arch, self.offset), len(styles)) if frozen
                                  else TransformerNet(arch, len(styles)))
         self.sampler = CropSampler(train_files, cfg.image_size, cfg.seed, rank)
         self.objective = losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers)
@@ -172,7 +141,7 @@ class JohnsonTask:
             small = TransformerNet(JohnsonArch(width, self.cfg.residual_blocks), rows)
             small.load_state_dict(state_dict)
             state_dict = widened(small, self.cfg.width, torch.Generator().manual_seed(self.cfg.seed)).state_dict()
-        if isinstance(self.model, NewStyles):
+        if isinstance(self.model, NewRows):
             self.model.base.load_state_dict(state_dict)
             self.model.restart_new()
         else:
@@ -216,7 +185,10 @@ class JohnsonTask:
         return grid(rows)
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
-        net = self.model.merged() if isinstance(self.model, NewStyles) else self.model
+        net = self.model
+        if isinstance(net, NewRows):
+            net = TransformerNet(net.base.arch, self.offset + len(self.style_targets))
+            net.load_state_dict(self.model.merged_state())
         assert isinstance(net, TransformerNet)
         names, images = self.frozen or ([], [])
         save_transformer(path, net, [*names, *(p.stem for p in self.style_paths)],

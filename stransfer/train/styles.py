@@ -1,10 +1,13 @@
 """The styles of a network that holds several by name (multi-style Johnson, multi-texture): which images a run
-may give for them, and what a run from such a model (--init) keeps of it."""
+may give for them, what a run from such a model (--init) keeps of it, and how --add-style trains new ones."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from stransfer.engines.named import model_styles
 from stransfer.errors import UsageError
@@ -47,3 +50,42 @@ def styles_of_init(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     styles = model_styles(payload, path)
     images = payload.get("style_images") or [payload.get("style_image") or name for name in styles]
     return {"styles": styles, "style_images": [str(i) for i in images]}
+
+
+class NewRows(nn.Module):
+    """--add-style for a network whose styles are rows of tables (conditional norms): the trained network, frozen,
+    and beside each of its tables `names` (parameter names, one row per style) `count` new rows, the only weights
+    that train, so every style it held renders bit for bit as before (Dumoulin et al. 2017: a style costs 2 x C
+    parameters per norm). The new rows start from the mean of the trained ones, a style the network already
+    renders, rather than from an identity norm. Called as the network is, with the new styles' rows after its own."""
+
+    def __init__(self, base: nn.Module, names: list[str], count: int) -> None:
+        super().__init__()
+        self.base, self.names = base.requires_grad_(False), names
+        params = dict(base.named_parameters())
+        self.new = nn.ParameterDict({self._key(name): nn.Parameter(params[name].detach().new_empty(
+            count, *params[name].shape[1:])) for name in names})
+        self.restart_new()
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "_")  # ParameterDict keys cannot hold dots
+
+    def restart_new(self) -> None:
+        """New rows from the mean of the base's rows again (after the base's weights were loaded)."""
+        params = dict(self.base.named_parameters())
+        with torch.no_grad():
+            for name in self.names:
+                new = self.new[self._key(name)]
+                new.copy_(params[name].mean(0, keepdim=True).expand_as(new))
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        params = dict(self.base.named_parameters())
+        return {name: torch.cat([params[name], self.new[self._key(name)]]) for name in self.names}
+
+    def forward(self, *args: Any) -> Any:
+        return torch.func.functional_call(self.base, self.tables(), args)
+
+    def merged_state(self) -> dict[str, torch.Tensor]:
+        """The weights of one network holding the base's styles and the new ones."""
+        return {**self.base.state_dict(), **{name: t.detach() for name, t in self.tables().items()}}

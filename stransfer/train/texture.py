@@ -1,6 +1,6 @@
 """Training a texture generator (stransfer/engines/texturenet.py) for one texture or several: Gram (or any
 registered style) loss against each texture's exemplar, the diversity term of Improved Texture Networks, and
-textures added to a trained generator with the old ones replayed from its own samples."""
+textures added to a trained generator (its own weights frozen, only the new textures' norm rows trained)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from stransfer import losses
 from stransfer.backbone import VGGFeatures
 from stransfer.config import as_dict, each, param
 from stransfer.device import Runtime
-from stransfer.engines.texturenet import (ENGINE, TextureGenerator, TextureNetArch, load_generator, noise,
-                                         save_generator)
+from stransfer.engines.texturenet import ENGINE, CodedNorm, TextureGenerator, TextureNetArch, noise, save_generator
 from stransfer.errors import InputError, UsageError
 from stransfer.images import fit_long_side, grid, load_image, resize
 from stransfer.train.data import balanced_choices
 from stransfer.train.loop import TrainConfig
 from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
-from stransfer.train.styles import check_styles, styles_of_init
+from stransfer.train.styles import NewRows, check_styles, styles_of_init
 
 PREVIEW_SEEDS = (0, 1, 2, 3)
 
@@ -73,65 +72,52 @@ def diversity(features: torch.Tensor, group: int) -> torch.Tensor:
     return torch.stack(terms).mean() if terms else features.new_zeros(())
 
 
-def widen_codes(state_dict: dict[str, torch.Tensor], textures: int) -> dict[str, torch.Tensor]:
-    """A trained generator's weights for a generator of `textures` textures: every norm table gets rows for the new
-    textures, copies of the mean of the trained rows (a new texture starts from the trained ones' average), and
-    the trained rows are left as they were."""
-    state = dict(state_dict)
-    for key, table in state_dict.items():
-        if (".norms." in key or key.startswith("up_norms.")) and key.endswith((".weight", ".bias")):
-            added = textures - table.shape[0]
-            if added > 0:
-                state[key] = torch.cat([table, table.mean(0, keepdim=True).expand(added, -1)])
-    return state
+def table_names(net: TextureGenerator) -> list[str]:
+    """The generator's per-texture tables: the scales and shifts of its coded norms."""
+    return [f"{name}.{key}" for name, module in net.named_modules() if isinstance(module, CodedNorm)
+            for key in ("weight", "bias")]
 
 
 class TextureTask:
-    """One generator for the textures `paths` (several: a selection code joined to the noise, every texture
-    equally often); with `replayed` (an --init model's textures and its file), its textures first, trained on
-    toward statistics of the init model's own samples so they are not forgotten."""
+    """One generator for the textures `paths` (several: conditional norms select the texture, every texture
+    equally often), or, given `frozen` (the names and image names of a trained model's textures), only the norm
+    rows of the new textures beside them (--add-style): the trained ones stay exactly as they were."""
 
     name = "texture"
 
     def __init__(self, cfg: TextureTrainConfig, runtime: Runtime, backbone: VGGFeatures, images: list[torch.Tensor],
-                 paths: list[Path], rank: int = 0, replayed: tuple[list[str], list[str], Path] | None = None) -> None:
+                 paths: list[Path], rank: int = 0, frozen: tuple[list[str], list[str]] | None = None) -> None:
         self.cfg, self.runtime, self.backbone, self.rank, self.paths = cfg, runtime, backbone, rank, paths
         self.arch = TextureNetArch(cfg.scales, cfg.noise_channels, cfg.width)
         self.objective = losses.StyleObjective.parse(cfg.style_loss, cfg.style_layers)
         self.taps = self.objective.taps | {cfg.diversity_layer}
-        self.replayed = replayed
-        old = self._replay_targets(replayed[2], len(replayed[0])) if replayed else []
-        self.targets = old + [self._targets(image) for image in images]
-        self.weights = [1.0] * len(old) + list(each(cfg.style_weight, len(images)))
-        self.model: nn.Module = TextureGenerator(self.arch, len(self.targets))
+        self.frozen = frozen
+        # Rows of the norm tables before the textures this run trains (all of them but with --add-style).
+        self.offset = len(frozen[0]) if frozen else 0
+        self.targets = [self._targets(image) for image in images]
+        self.weights = each(cfg.style_weight, len(images))
+        base = TextureGenerator(self.arch, self.offset or len(images))
+        self.model: nn.Module = NewRows(base, table_names(base), len(images)) if frozen else base
 
     def _targets(self, image: torch.Tensor) -> dict[str, dict[str, Any]]:
         image = resize(image, fit_long_side(image.shape[-2], image.shape[-1], self.cfg.style_size))
         with torch.no_grad(), self.runtime.autocast():
             return self.objective.targets(self.backbone(image.to(self.runtime.device), self.objective.taps))
 
-    def _replay_targets(self, path: Path, count: int) -> list[dict[str, dict[str, Any]]]:
-        """Statistics of each texture the --init model holds, from a sample of it at the style size: what the
-        old textures keep training toward, with no exemplar needed."""
-        net, _ = load_generator(path)
-        net = net.to(self.runtime.device)
-        size = self.cfg.style_size
-        targets = []
-        for t in range(count):
-            levels = [z.to(self.runtime.device) for z in noise(net.arch, size, size, [t])]
-            code = F.one_hot(torch.tensor([t]), count).float().to(self.runtime.device) if count > 1 else None
-            with torch.no_grad(), self.runtime.autocast():
-                targets.append(self.objective.targets(self.backbone(net(levels, code).float(), self.objective.taps)))
-        return targets
-
     def load_init(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Start from a trained generator's weights (--init), with norm rows for added textures."""
-        self.model.load_state_dict(widen_codes(state_dict, len(self.targets)))
+        """Start from a trained generator's weights (--init)."""
+        if isinstance(self.model, NewRows):
+            self.model.base.load_state_dict(state_dict)
+            self.model.restart_new()
+        else:
+            self.model.load_state_dict(state_dict)
 
     def _code(self, ids: list[int]) -> torch.Tensor | None:
-        if len(self.targets) == 1:
+        """One-hot rows over the model's textures; None for a one-texture network."""
+        total = self.offset + len(self.targets)
+        if total == 1:
             return None
-        return F.one_hot(torch.tensor(ids), len(self.targets)).float().to(self.runtime.device)
+        return F.one_hot(torch.tensor(ids) + self.offset, total).float().to(self.runtime.device)
 
     def batch(self, step: int) -> tuple[list[torch.Tensor], list[int]]:
         """Noise and the texture of each sample, functions of (seed, step) alone."""
@@ -163,7 +149,7 @@ class TextureTask:
         return total, logged | {"style": torch.stack(style).mean().item()}  # the log shows it unweighted
 
     def preview(self) -> torch.Tensor:
-        """A row of samples (fixed seeds) per texture."""
+        """A row of samples (fixed seeds) per texture this run trains."""
         size = self.cfg.image_size
         rows = []
         for t in range(len(self.targets)):
@@ -173,9 +159,13 @@ class TextureTask:
         return grid(rows)
 
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
-        names, images = (self.replayed[0], self.replayed[1]) if self.replayed else ([], [])
-        assert isinstance(self.model, TextureGenerator)
-        save_generator(path, self.model, [*names, *(p.stem for p in self.paths)],
+        net = self.model
+        if isinstance(net, NewRows):
+            net = TextureGenerator(self.arch, self.offset + len(self.targets))
+            net.load_state_dict(self.model.merged_state())
+        assert isinstance(net, TextureGenerator)
+        names, images = self.frozen or ([], [])
+        save_generator(path, net, [*names, *(p.stem for p in self.paths)],
                        [*images, *(p.name for p in self.paths)], backbone=self.cfg.backbone,
                        train_config=as_dict(self.cfg), steps=steps, record=record)
 
@@ -194,10 +184,9 @@ def _task(context: TaskContext) -> TextureTask:
     except InputError as e:
         raise UsageError(f"style {e}") from None
     init = context.init
-    replayed = ((init["styles"], init["style_images"], Path(init["path"]))
-                if context.add_style and init else None)
+    frozen = (init["styles"], init["style_images"]) if context.add_style and init else None
     return TextureTask(context.cfg, context.runtime, context.backbone, images, context.inputs["style"],
-                       context.rank, replayed)
+                       context.rank, frozen)
 
 
 def _layers(cfg: TextureTrainConfig) -> tuple[str, ...]:
