@@ -16,7 +16,7 @@ the texture's):
 - nearest: the exemplar nearest (style distance) to the texture's sample: its own, or the bar fails.
 - blend: for consecutive textures A and B, a 0.5/0.5 code's sample must lie nearer A than B's own sample does,
   and nearer B than A's own sample does.
---speed: seconds for one --size texture, model loaded (median of 5); --memory N: peak RSS of
+--speed: seconds for one --size texture, model loaded (median of 11); --memory N: peak RSS of
 `stransfer texture -m net --size N` in a fresh process. --sheet FILE draws each texture at three seeds and its
 0.5/0.5 blend with the next (the exemplars are not drawn: their licence does not let them ship).
 """
@@ -40,6 +40,7 @@ from stransfer.engines.texturenet import ENGINE
 from timing import peak_rss
 
 REPO = Path(__file__).resolve().parents[1]
+SPEED_RUNS = 11  # a median over many: one run on a shared 2-core machine varies by a fifth
 SEARCH = (REPO / "examples", REPO.parent / "shared" / "data" / "style", REPO.parent / "shared" / "data" / "samples")
 
 
@@ -162,12 +163,12 @@ def speed(model: str, size: int) -> None:
     maker = stransfer.TextureMaker("net", model_styles(*_payload(model))[:1], model=model)
     maker(size, seed=0)  # warm-up
     times = []
-    for seed in range(5):
+    for seed in range(SPEED_RUNS):
         start = time.perf_counter()
         maker(size, seed=seed)
         times.append(time.perf_counter() - start)
-    print(f"\n{size} px texture, model loaded: {statistics.median(times):.3f} s (median of 5; "
-          f"{torch.get_num_threads()} threads)")
+    print(f"\n{size} px texture, model loaded: {statistics.median(times):.3f} s (median of {SPEED_RUNS}, fastest "
+          f"{min(times):.3f}; {torch.get_num_threads()} threads)")
 
 
 def _payload(model: str) -> tuple[dict, Path]:
