@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,9 @@ ENGINE = "texturenet"
 # each convolution: a 512 px texture is made a fifth faster than with 16 MB ones.
 STRIP_VALUES = 1 << 20
 NORM_EPS = 1e-5  # F.instance_norm's
+# Added to each strip's variance when it is standardised, so a constant channel gives zeros, not NaN; too small to
+# change any other's.
+STRIP_EPS = 1e-30
 LEAK = 0.1  # the leaky ReLUs' slope
 
 
@@ -59,17 +63,18 @@ class CodedNorm(nn.Module):
         normed = F.instance_norm(x, eps=NORM_EPS) if x.shape[-2] * x.shape[-1] > 1 else torch.zeros_like(x)
         return normed * scale[:, :, None, None].to(x) + shift[:, :, None, None].to(x)
 
-    def normalise_(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], code: torch.Tensor,
+    def normalise_(self, x: torch.Tensor, strips: StandardisedStrips, code: torch.Tensor,
                    slope: float | None = None) -> None:
-        """`forward` in place, given the map's per-channel (mean, variance), then a leaky ReLU of `slope` if given;
-        strip by strip, so the second pass finds the strip in the cache."""
-        mean, var = stats  # float64 on the CPU (MPS has no float64)
+        """`forward` in place on a map written as `strips`, then a leaky ReLU of `slope` if given: strip by strip,
+        each strip's own standardisation and the whole map's normalisation in one affine, so the leaky ReLU finds
+        the strip in the cache."""
+        mean, var = strips.result()  # float64 on the CPU (MPS has no float64)
         a = (code @ self.weight).cpu().double() * torch.rsqrt(var + NORM_EPS)
         b = (code @ self.bias).cpu().double() - mean * a
-        a, b = a[:, :, None, None].to(x), b[:, :, None, None].to(x)
-        for top, bottom in strips(x.shape[-2], x.shape[0] * x.shape[1] * x.shape[-1]):
+        for top, bottom, strip_mean, strip_std in strips.parts:
             part = x[:, :, top:bottom]
-            torch.addcmul(b, part, a, out=part)
+            scale, shift = a * strip_std, a * strip_mean + b  # of the standardised values
+            torch.addcmul(shift[:, :, None, None].to(x), part, scale[:, :, None, None].to(x), out=part)
             if slope is not None:
                 F.leaky_relu_(part, slope)
 
@@ -99,25 +104,31 @@ class Block(nn.Module):
         return x
 
 
-class ChannelStats:
-    """Per-channel mean and variance of a map seen strip by strip: each strip's own, merged as Chan et al.'s
-    parallel algorithm does (no sum of squares to lose the variance of a map whose mean is large), in float64 on
-    the CPU."""
+class StandardisedStrips:
+    """A map written strip by strip, each strip standardised by its own per-channel mean and standard deviation:
+    batch norm's statistics kernel computes them and writes the strip in one vectorised pass (on the CPU three
+    times as fast as a mean and a dot product of the deviations, and the copy a convolution's output needs anyway).
+    Each strip's statistics are kept, to be undone by `CodedNorm.normalise_`, and merged into the whole map's as
+    Chan et al.'s parallel algorithm does (no sum of squares to lose the variance of a map whose mean is large),
+    in float64 on the CPU."""
 
     def __init__(self) -> None:
         self.count = 0
         self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
+        self.parts: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []  # top, bottom, mean, std per sample
 
-    def add(self, strip: torch.Tensor) -> None:
-        # Each sample's channels as a (1, C, pixels, 1) view of the channels-last strip, through batch norm's
-        # statistics pass: one vectorised kernel, on the CPU three times as fast as a mean and a dot product of the
-        # deviations, and torch.var_mean slower still (its normalised output is thrown away).
-        values = strip.permute(0, 2, 3, 1).reshape(strip.shape[0], -1, strip.shape[1]).float()
-        count = values.shape[1]
-        stats = [torch.native_batch_norm(v.t()[None, :, :, None], None, None, None, None, True, 0.0, 0.0)[1:]
-                 for v in values]
-        mean = torch.stack([m for m, _ in stats]).cpu().double()
-        var = torch.stack([inv for _, inv in stats]).cpu().double().pow(-2)  # from 1 / std; 0 where std is 0
+    def write(self, target: torch.Tensor, strip: torch.Tensor, top: int) -> None:
+        """`strip` standardised into `target` (rows top.. of the map; both channels-last, of one shape)."""
+        n, c = strip.shape[:2]
+        strip = strip.to(target.dtype)  # a convolution under autocast may give bf16
+        means, inverse_stds = target.new_empty(n, c), target.new_empty(n, c)
+        for i in range(n):
+            torch.native_batch_norm(_columns(strip[i:i + 1]), None, None, None, None, True, 0.0, STRIP_EPS,
+                                    out=(_columns(target[i:i + 1]), means[i], inverse_stds[i]))
+        mean, std = means.cpu().double(), inverse_stds.cpu().double().reciprocal()
+        var = (std.square() - STRIP_EPS).clamp_min(0)
+        count = strip.shape[-2] * strip.shape[-1]
+        self.parts.append((top, top + strip.shape[-2], mean, std))
         total = self.count + count
         delta = mean - self.mean
         self.mean = self.mean + delta * (count / total)
@@ -128,38 +139,47 @@ class ChannelStats:
         return self.mean, self.m2 / self.count
 
 
+def _columns(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last (1, C, H, W) map as a (1, C, H * W, 1) view, what batch norm takes per sample."""
+    return x.permute(0, 2, 3, 1).reshape(1, -1, x.shape[1]).transpose(1, 2)[..., None]
+
+
 def strips(height: int, row_values: int) -> list[tuple[int, int]]:
     rows = max(1, STRIP_VALUES // max(1, row_values))
     return [(top, min(height, top + rows)) for top in range(0, height, rows)]
 
 
-def conv_in_strips(conv: nn.Conv2d, x: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`conv` of `x` with replicated edges (as `Block.forward` pads), computed in strips of rows into `out`; the
-    output's per-channel (mean, variance)."""
+def convolved_strips(conv: nn.Conv2d, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """`conv` of `x` with replicated edges (as `Block.forward` pads), in strips of rows: (first row, strip)."""
     n, _, h, w = x.shape
     r = conv.kernel_size[0] // 2
-    stats = ChannelStats()
     for top, bottom in strips(h, n * max(conv.in_channels, conv.out_channels) * w):
         strip = x[:, :, max(0, top - r):bottom + r]
         if r:  # the rows of the strips above and below; replicated edges where there are none
             strip = F.pad(strip, (r, r, r - min(r, top), r - min(r, h - bottom)), mode="replicate")
-        out[:, :, top:bottom] = y = conv(strip)
-        stats.add(y)
-    return stats.result()
+        yield top, conv(strip)
 
 
-def upsample_into(out: torch.Tensor, path: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest upsampling of `path` written into `out` strip by strip (F.interpolate's nearest: source index
-    floor(i * in / out)), and the result's per-channel (mean, variance)."""
+def conv_in_strips(conv: nn.Conv2d, x: torch.Tensor, out: torch.Tensor) -> StandardisedStrips:
+    """`conv` of `x` written into `out` standardised strip by strip."""
+    written = StandardisedStrips()
+    for top, y in convolved_strips(conv, x):
+        written.write(out[:, :, top:top + y.shape[-2]], y, top)
+    return written
+
+
+def upsample_into(out: torch.Tensor, path: torch.Tensor) -> StandardisedStrips:
+    """Nearest upsampling of `path` (F.interpolate's nearest: source index floor(i * in / out)) written into `out`
+    standardised strip by strip."""
     (h, w), (ph, pw) = out.shape[-2:], path.shape[-2:]
-    source, target = path.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # channels last: rows are whole blocks
+    source = path.permute(0, 2, 3, 1)  # channels last: rows are whole blocks
     cols = torch.arange(w, device=path.device) * pw // w
-    stats = ChannelStats()
+    written = StandardisedStrips()
     for top, bottom in strips(h, out.shape[0] * out.shape[1] * w):
         rows = torch.arange(top, bottom, device=path.device) * ph // h
-        target[:, top:bottom] = y = source.index_select(1, rows).index_select(2, cols)
-        stats.add(y.permute(0, 3, 1, 2))
-    return stats.result()
+        written.write(out[:, :, top:bottom], source.index_select(1, rows).index_select(2, cols).permute(0, 3, 1, 2),
+                      top)
+    return written
 
 
 class TextureGenerator(nn.Module):
@@ -228,7 +248,8 @@ class TextureGenerator(nn.Module):
             spare = carve(path_buffer, 0, joined.shape)
             path = self.joins[k].generate(joined, code, [spare, joined, spare])
         rgb = path.new_empty(n, 3, h, w)
-        conv_in_strips(self.to_rgb, path, rgb)
+        for top, y in convolved_strips(self.to_rgb, path):
+            rgb[:, :, top:top + y.shape[-2]] = y
         return rgb.sigmoid_()
 
 
