@@ -13,6 +13,8 @@ the texture's):
   even without --slow.
 - diversity: the mean absolute pixel difference of two samples (seeds 0 and 1), over that of two non-overlapping
   crops of the exemplar at the same scale (bar: at least 0.6); both measured on square crops of half the size.
+- layout: the same ratio over 16 x 16 px block means, where the large shapes lie: a generator that ignores its
+  noise's coarse scales puts them in the same places for every seed while the fine grain still differs.
 - nearest: the exemplar nearest (style distance) to the texture's sample: its own, or the bar fails.
 - blend: for consecutive textures A and B, a 0.5/0.5 code's sample must lie nearer A than B's own sample does,
   and nearer B than A's own sample does.
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import stransfer
@@ -40,6 +43,7 @@ from stransfer.engines.texturenet import ENGINE
 from timing import peak_rss
 
 REPO = Path(__file__).resolve().parents[1]
+LAYOUT_POOL = 16  # 16 x 16 px blocks: a 256 px crop as 16 x 16 cells
 SPEED_RUNS = 11  # a median over many: one run on a shared 2-core machine varies by a fifth
 SEARCH = (REPO / "examples", REPO.parent / "shared" / "data" / "style", REPO.parent / "shared" / "data" / "samples")
 
@@ -75,20 +79,21 @@ class Yardstick:
         return sum(losses.relative_sq_error(own[k], target[k]).item() for k in metrics.STYLE_LAYERS) / len(own)
 
 
-def mad_ratio(a: torch.Tensor, b: torch.Tensor, example: torch.Tensor, side: int) -> float:
+def mad_ratio(a: torch.Tensor, b: torch.Tensor, example: torch.Tensor, side: int, pool: int = 1) -> float:
     """Mean |a - b| over centre crops of `side` px, over that of two non-overlapping `side` px crops of the
-    exemplar (resized so its long side is twice `side`)."""
+    exemplar (resized so its long side is twice `side`); each crop first averaged over `pool` x `pool` blocks
+    (`LAYOUT_POOL`: where the large shapes lie, not the fine grain that any two seeds' samples differ in)."""
     h, w = a.shape[-2:]
     top, left = (h - side) // 2, (w - side) // 2
     crop = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
-    pair = (a[crop] - b[crop]).abs().mean().item()
+    pair = (F.avg_pool2d(a[crop], pool) - F.avg_pool2d(b[crop], pool)).abs().mean().item()
     ex = images.resize(example, images.fit_long_side(example.shape[-2], example.shape[-1], 2 * side))
     eh, ew = ex.shape[-2:]
     if ew >= 2 * side:
         first, second = ex[..., :side, :side], ex[..., :side, ew - side:]
     else:
         first, second = ex[..., :side, :side], ex[..., eh - side:, :side]
-    return pair / (first - second).abs().mean().item()
+    return pair / (F.avg_pool2d(first, pool) - F.avg_pool2d(second, pool)).abs().mean().item()
 
 
 def sample(model: str, textures: list[str], size: int, seed: int, blend: list[float] | None = None) -> torch.Tensor:
@@ -122,8 +127,8 @@ def report(model: str, size: int, slow: bool, keep: Path | None = None) -> None:
     noise_image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     samples = [sample(model, [n], size, 0) for n in names]
     print(f"model {path.stem}: {len(names)} textures at {size} px")
-    print("| texture | style | noise | net/noise | slow | net/slow | diversity | nearest |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| texture | style | noise | net/noise | slow | net/slow | diversity | layout | nearest |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, name in enumerate(names):
         style = stick.distance(samples[i], targets[i])
         noise = stick.distance(noise_image, targets[i])
@@ -135,9 +140,10 @@ def report(model: str, size: int, slow: bool, keep: Path | None = None) -> None:
             slow_d, ratio_slow = f"{slow_value:.3f}", f"{style / slow_value:.2f}"
         other = sample(model, [name], size, 1)
         spread = mad_ratio(samples[i], other, examples[i], size // 2)
+        layout = mad_ratio(samples[i], other, examples[i], size // 2, LAYOUT_POOL)
         nearest = min(range(len(names)), key=lambda j: stick.distance(samples[i], targets[j]))
         print(f"| {name} | {style:.3f} | {noise:.3f} | {style / noise:.3f} | {slow_d} | {ratio_slow} | "
-              f"{spread:.2f} | {'own' if nearest == i else names[nearest]} |")
+              f"{spread:.2f} | {layout:.2f} | {'own' if nearest == i else names[nearest]} |")
     blends(model, names, size, stick, samples, targets)
 
 
