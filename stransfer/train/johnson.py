@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stransfer import losses
@@ -23,7 +22,7 @@ from stransfer.images import fit_long_side, grid, load_image, resize
 from stransfer.train.data import CropSampler, balanced_choices, list_images, load_previews, split
 from stransfer.train.loop import TrainConfig
 from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
-from stransfer.train.styles import NewRows, check_styles, styles_of_init
+from stransfer.train.styles import NewRows, check_styles, one_hot_styles, styles_of_init
 
 
 @dataclass(frozen=True)
@@ -148,12 +147,7 @@ class JohnsonTask:
             self.model.load_state_dict(state_dict)
 
     def _code(self, ids: list[int]) -> torch.Tensor | None:
-        """Style weights of each item (one-hot rows over the model's styles); None for a one-style network, which
-        then runs exactly as a network without style tables did."""
-        if self.offset == 0 and len(self.style_targets) == 1:
-            return None
-        total = self.offset + len(self.style_targets)
-        return F.one_hot(torch.tensor(ids) + self.offset, total).float().to(self.runtime.device)
+        return one_hot_styles(ids, self.offset, self.offset + len(self.style_targets), self.runtime.device)
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[int]]:
         """Crops and the style each one trains for, both functions of (seed, step) alone. Channels-last, like the
@@ -187,8 +181,7 @@ class JohnsonTask:
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
         net = self.model
         if isinstance(net, NewRows):
-            net = TransformerNet(net.base.arch, self.offset + len(self.style_targets))
-            net.load_state_dict(self.model.merged_state())
+            net = net.merged_into(TransformerNet(net.base.arch, self.offset + len(self.style_targets)))
         assert isinstance(net, TransformerNet)
         names, images = self.frozen or ([], [])
         save_transformer(path, net, [*names, *(p.stem for p in self.style_paths)],

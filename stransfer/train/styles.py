@@ -4,13 +4,16 @@ may give for them, what a run from such a model (--init) keeps of it, and how --
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stransfer.engines.named import model_styles
 from stransfer.errors import UsageError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def check_styles(paths: list[Path], init: dict[str, Any] | None, add_style: bool,
@@ -86,6 +89,17 @@ class NewRows(nn.Module):
     def forward(self, *args: Any) -> Any:
         return torch.func.functional_call(self.base, self.tables(), args)
 
-    def merged_state(self) -> dict[str, torch.Tensor]:
-        """The weights of one network holding the base's styles and the new ones."""
-        return {**self.base.state_dict(), **{name: t.detach() for name, t in self.tables().items()}}
+    def merged_into(self, net: ModuleT) -> ModuleT:
+        """`net`, a fresh network of the base's kind with room for every style, given the base's weights and all
+        the rows: one network holding the base's styles and the new ones."""
+        net.load_state_dict({**self.base.state_dict(), **{name: t.detach() for name, t in self.tables().items()}})
+        return net
+
+
+def one_hot_styles(ids: list[int], offset: int, total: int, device: torch.device) -> torch.Tensor | None:
+    """Style weights of each item: one-hot rows over a network's `total` styles, the items' `ids` counted from
+    `offset` (the styles an --add-style run trains come after the model's own); None for a one-style network,
+    which then runs exactly as a network without style tables does."""
+    if total == 1:
+        return None
+    return F.one_hot(torch.tensor(ids) + offset, total).float().to(device)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stransfer import losses
@@ -22,7 +21,7 @@ from stransfer.images import fit_long_side, grid, load_image, resize
 from stransfer.train.data import balanced_choices
 from stransfer.train.loop import TrainConfig
 from stransfer.train.spec import TaskContext, TrainerSpec, TrainInput
-from stransfer.train.styles import NewRows, check_styles, styles_of_init
+from stransfer.train.styles import NewRows, check_styles, one_hot_styles, styles_of_init
 
 PREVIEW_SEEDS = (0, 1, 2, 3)
 
@@ -113,11 +112,7 @@ class TextureTask:
             self.model.load_state_dict(state_dict)
 
     def _code(self, ids: list[int]) -> torch.Tensor | None:
-        """One-hot rows over the model's textures; None for a one-texture network."""
-        total = self.offset + len(self.targets)
-        if total == 1:
-            return None
-        return F.one_hot(torch.tensor(ids) + self.offset, total).float().to(self.runtime.device)
+        return one_hot_styles(ids, self.offset, self.offset + len(self.targets), self.runtime.device)
 
     def batch(self, step: int) -> tuple[list[torch.Tensor], list[int]]:
         """Noise and the texture of each sample, functions of (seed, step) alone."""
@@ -161,8 +156,7 @@ class TextureTask:
     def save(self, path: Path, steps: int, record: dict[str, Any]) -> None:
         net = self.model
         if isinstance(net, NewRows):
-            net = TextureGenerator(self.arch, self.offset + len(self.targets))
-            net.load_state_dict(self.model.merged_state())
+            net = net.merged_into(TextureGenerator(self.arch, self.offset + len(self.targets)))
         assert isinstance(net, TextureGenerator)
         names, images = self.frozen or ([], [])
         save_generator(path, net, [*names, *(p.stem for p in self.paths)],
